@@ -1,0 +1,60 @@
+"""
+Tunables of the realtime layer, read lazily from Django settings (never at import time,
+so that tests can override them). Defaults live in editor/settings.py, which reads the
+COLLAB_* environment variables.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+class Settings:
+    @property
+    def MAX_MESSAGE_BYTES(self) -> int:
+        """Largest frame a client may send; larger ones close the socket with 4413."""
+        return int(settings.COLLAB_MAX_MESSAGE_BYTES)
+
+    @property
+    def MAX_NESTING_DEPTH(self) -> int:
+        """Deepest nesting of JSON/Any content accepted in an update."""
+        return int(settings.COLLAB_MAX_NESTING_DEPTH)
+
+    @property
+    def ROOM_UNLOAD_DELAY_SECONDS(self) -> float:
+        """How long a room stays loaded after its last local socket left."""
+        return float(settings.COLLAB_ROOM_UNLOAD_DELAY_SECONDS)
+
+    @property
+    def HEAL_INTERVAL_SECONDS(self) -> float:
+        """How often rooms compare themselves with the update log to heal lost messages."""
+        return float(settings.COLLAB_HEAL_INTERVAL_SECONDS)
+
+    @property
+    def ADOPT_AFTER_SECONDS(self) -> float:
+        """How long a room waits for another process to confirm it persisted an update
+        before persisting it itself (that process may have died)."""
+        return float(settings.COLLAB_ADOPT_AFTER_SECONDS)
+
+    @property
+    def COMPACT_EVERY(self) -> int:
+        """Number of log rows after which the log is folded into the document state."""
+        return int(settings.COLLAB_COMPACT_EVERY)
+
+    @property
+    def STORE_RETRY_MAX_SECONDS(self) -> float:
+        """Longest pause between retries of a failed database write."""
+        return float(settings.COLLAB_STORE_RETRY_MAX_SECONDS)
+
+    @property
+    def SEND_QUEUE_LIMIT(self) -> int:
+        """Frames queued for one socket before it is closed as too slow."""
+        return int(settings.COLLAB_SEND_QUEUE_LIMIT)
+
+    @property
+    def AWARENESS_TIMEOUT_SECONDS(self) -> float:
+        """Age after which a remote awareness state that was not renewed is dropped."""
+        return float(settings.COLLAB_AWARENESS_TIMEOUT_SECONDS)
+
+
+conf = Settings()

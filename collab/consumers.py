@@ -1,0 +1,154 @@
+"""
+The WebSocket endpoint `/ws/documents/<uuid>`: the y-websocket protocol for one document.
+
+The consumer authenticates at connect (closing before `accept()` when the user may not
+read the document, which a browser sees as HTTP 403), then hands frames to the document's
+room. What the room sends goes through a queue per socket with its own writer task, so a
+slow client never stalls the room and a client that falls too far behind is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from collab.conf import conf
+from collab.persistence import DocumentGone
+from collab.protocol import CloseCode, ProtocolError
+from collab.rooms import Room, registry
+from documents.access import aget_document_access
+
+logger = logging.getLogger(__name__)
+
+
+class SocketConnection:
+    """What a room sees of one socket: who it is and a non-blocking `send`/`close`."""
+
+    def __init__(self, *, user_id: int, can_write: bool, wants_saved: bool) -> None:
+        self.user_id = user_id
+        self.can_write = can_write
+        self.wants_saved = wants_saved
+        self.closed = False
+        self.outbox: asyncio.Queue[bytes | int] = asyncio.Queue()
+
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        if self.outbox.qsize() >= conf.SEND_QUEUE_LIMIT:
+            logger.warning("Closing the socket of user %s: it is not reading", self.user_id)
+            self.close(CloseCode.TOO_SLOW)
+            return
+        self.outbox.put_nowait(frame)
+
+    def close(self, code: int) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+        self.outbox.put_nowait(code)
+
+
+class DocumentConsumer(AsyncWebsocketConsumer):
+    # Rooms, not sockets, subscribe to the channel layer: one subscription per process
+    # and open document instead of one per socket.
+    channel_layer_alias = None  # type: ignore[assignment]
+
+    connection: SocketConnection | None = None
+    room: Room | None = None
+    _writer: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Under uvicorn a send to a closing client can end the consumer without
+            # websocket.disconnect ever being dispatched: clean up here, always.
+            self._leave_room()
+            if self._writer is not None:
+                self._writer.cancel()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every handler. Frames never
+        # touch the database in this consumer (rooms do, in their own tasks), so that
+        # thread hop per frame is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            logger.info("Refused an anonymous socket for %s", self.scope.get("path"))
+            await self.close(code=CloseCode.NOT_SIGNED_IN)
+            return
+        document_id: uuid.UUID = self.scope["url_route"]["kwargs"]["document_id"]
+        access = await aget_document_access(user, document_id)
+        if access is None:
+            logger.info("Refused user %s a socket for document %s", user.pk, document_id)
+            await self.close(code=CloseCode.DOCUMENT_GONE)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        connection = SocketConnection(
+            user_id=user.pk,
+            can_write=access.can_write,
+            wants_saved=query.get("saved") == ["1"],
+        )
+        self.connection = connection
+        await self.accept()
+        self._writer = asyncio.ensure_future(self._write_forever(connection))
+        try:
+            self.room = await registry.join(document_id, connection)
+        except DocumentGone:
+            connection.close(CloseCode.DOCUMENT_GONE)
+        except Exception:
+            logger.exception("Opening document %s failed", document_id)
+            connection.close(CloseCode.SERVER_ERROR)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        connection, room = self.connection, self.room
+        if connection is None or room is None or connection.closed:
+            return
+        if bytes_data is None:
+            self._reject(CloseCode.BAD_MESSAGE, "text frame")
+        elif len(bytes_data) > conf.MAX_MESSAGE_BYTES:
+            self._reject(CloseCode.TOO_LARGE, f"{len(bytes_data)}-byte frame")
+        else:
+            try:
+                await room.receive(connection, bytes_data)
+            except ProtocolError as exc:
+                self._reject(CloseCode.BAD_MESSAGE, str(exc))
+            except Exception:
+                logger.exception("Handling a frame for document %s failed", room.document_id)
+                self._reject(CloseCode.SERVER_ERROR, "server error")
+
+    async def disconnect(self, code: int) -> None:
+        self._leave_room()
+
+    def _reject(self, code: CloseCode, reason: str) -> None:
+        assert self.connection is not None
+        logger.warning(
+            "Closing socket of user %s with %s: %s", self.connection.user_id, code.name, reason
+        )
+        self._leave_room()
+        self.connection.close(code)
+
+    def _leave_room(self) -> None:
+        room, self.room = self.room, None
+        if room is not None and self.connection is not None:
+            registry.leave(room, self.connection)
+
+    async def _write_forever(self, connection: SocketConnection) -> None:
+        while True:
+            item = await connection.outbox.get()
+            if isinstance(item, int):
+                await self.close(code=item)
+                return
+            await self.send(bytes_data=item)

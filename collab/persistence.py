@@ -1,0 +1,171 @@
+"""
+CRDT bytes in the database: load a document, append to its update log, fetch rows a room
+missed, and compact the log into the document's merged state.
+
+Each function is synchronous ORM code with an `a`-prefixed async twin (Django's
+sessions naming) that runs it in Django's database thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+from pycrdt import Doc
+
+from collab.updates import is_covered
+from documents.models import Document, DocumentUpdate
+
+logger = logging.getLogger(__name__)
+
+
+class DocumentGone(Exception):
+    """The document was deleted while a room had it open."""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    updates: list[bytes]
+    """The merged state (if any) followed by every log row, in order."""
+    watermark: int
+    """Every log row up to this sequence number is contained in `updates`."""
+    state_seq: int
+    """The log position the merged state covers."""
+
+
+def load_document(document_id: uuid.UUID) -> StoredDocument:
+    # Rows first, then the state: a compaction that runs in between only moves rows
+    # into the state read afterwards, so nothing falls between the two reads.
+    rows = list(
+        DocumentUpdate.objects.filter(document_id=document_id)
+        .order_by("seq")
+        .values_list("seq", "data")
+    )
+    try:
+        state, state_seq = Document.objects.values_list("state", "state_seq").get(pk=document_id)
+    except Document.DoesNotExist:
+        raise DocumentGone(document_id) from None
+    updates = [bytes(state)] if state else []
+    updates += [bytes(data) for _, data in rows]
+    watermark = max([state_seq, *(seq for seq, _ in rows)])
+    return StoredDocument(updates=updates, watermark=watermark, state_seq=state_seq)
+
+
+def append_updates(
+    document_id: uuid.UUID, entries: list[tuple[bytes, int | None]]
+) -> tuple[int, int]:
+    """Append `(update, author_id)` rows; return the first and last sequence numbers.
+
+    The document row is locked while numbers are handed out, so numbers are gapless and
+    a visible row implies that every lower number is visible too."""
+    with transaction.atomic():
+        try:
+            last_seq = (
+                Document.objects.select_for_update()
+                .values_list("last_seq", flat=True)
+                .get(pk=document_id)
+            )
+        except Document.DoesNotExist:
+            raise DocumentGone(document_id) from None
+        first = last_seq + 1
+        DocumentUpdate.objects.bulk_create(
+            DocumentUpdate(document_id=document_id, seq=first + i, data=update, author_id=author)
+            for i, (update, author) in enumerate(entries)
+        )
+        last = last_seq + len(entries)
+        Document.objects.filter(pk=document_id).update(last_seq=last, updated_at=timezone.now())
+    return first, last
+
+
+@dataclass(frozen=True)
+class Missing:
+    updates: list[tuple[int | None, bytes]]
+    """Log rows after the asked position; first the merged state (seq None) when
+    compaction folded rows past that position into it."""
+    state_seq: int
+
+
+def fetch_missing(document_id: uuid.UUID, after_seq: int) -> Missing:
+    """What the log holds beyond `after_seq`, for a room that missed messages."""
+    rows = [
+        (seq, bytes(data))
+        for seq, data in DocumentUpdate.objects.filter(document_id=document_id, seq__gt=after_seq)
+        .order_by("seq")
+        .values_list("seq", "data")
+    ]
+    try:
+        state_seq = Document.objects.values_list("state_seq", flat=True).get(pk=document_id)
+    except Document.DoesNotExist:
+        raise DocumentGone(document_id) from None
+    updates: list[tuple[int | None, bytes]] = []
+    if state_seq > after_seq:
+        state = Document.objects.values_list("state", flat=True).get(pk=document_id)
+        updates.append((None, bytes(state)))
+        # Rows kept back by compaction (pending structs) sit below state_seq.
+        updates += [
+            (seq, bytes(data))
+            for seq, data in DocumentUpdate.objects.filter(
+                document_id=document_id, seq__lte=after_seq
+            ).values_list("seq", "data")
+        ]
+    return Missing(updates=updates + rows, state_seq=state_seq)
+
+
+def last_seqs(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    return dict(Document.objects.filter(pk__in=document_ids).values_list("pk", "last_seq"))
+
+
+@dataclass(frozen=True)
+class Compaction:
+    folded: int
+    kept: int
+    state_bytes: int
+
+
+def compact(document_id: uuid.UUID) -> Compaction:
+    """Fold the log into the document's merged state under a row lock.
+
+    Rows are deleted only when everything they hold is integrated in the new state;
+    rows with pending structs (their dependencies have not arrived) stay in the log,
+    because `Doc.get_update()` leaves pending structs out."""
+    with transaction.atomic():
+        try:
+            document = (
+                Document.objects.select_for_update().only("state", "state_seq").get(pk=document_id)
+            )
+        except Document.DoesNotExist:
+            raise DocumentGone(document_id) from None
+        rows = list(
+            DocumentUpdate.objects.filter(document_id=document_id)
+            .order_by("seq")
+            .values_list("id", "seq", "data")
+        )
+        if not rows:
+            return Compaction(folded=0, kept=0, state_bytes=len(document.state or b""))
+        doc = Doc()
+        if document.state:
+            doc.apply_update(bytes(document.state))
+        for _, seq, data in rows:
+            try:
+                doc.apply_update(bytes(data))
+            except ValueError:
+                logger.error("Log row %s of document %s does not decode", seq, document_id)
+        state = doc.get_update()
+        state_vector = doc.get_state()
+        covered = [row_id for row_id, _, data in rows if is_covered(bytes(data), state_vector)]
+        DocumentUpdate.objects.filter(pk__in=covered).delete()
+        Document.objects.filter(pk=document_id).update(
+            state=state, state_seq=max(document.state_seq, rows[-1][1])
+        )
+    return Compaction(folded=len(covered), kept=len(rows) - len(covered), state_bytes=len(state))
+
+
+aload_document = database_sync_to_async(load_document)
+aappend_updates = database_sync_to_async(append_updates)
+afetch_missing = database_sync_to_async(fetch_missing)
+alast_seqs = database_sync_to_async(last_seqs)
+acompact = database_sync_to_async(compact)

@@ -1,0 +1,171 @@
+"""
+The y-websocket wire protocol: framing of messages, nothing else.
+
+Pure functions over bytes (standard library and pycrdt only, no Django), so that the
+protocol can be tested with two pycrdt documents as peers. Frames are parsed strictly:
+anything that a stock y-websocket client would not send raises `ProtocolError`, and the
+caller closes that one socket.
+
+    [0 sync][0 step 1][varbytes state vector]
+    [0 sync][1 step 2][varbytes update]
+    [0 sync][2 update][varbytes update]
+    [1 awareness][varbytes awareness update]
+    [2 auth][0 permission denied][varstring reason]      (server to client only)
+    [3 query awareness]
+    [100 saved][varuint count]                           (extension, server to client, opt-in)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from pycrdt import write_var_uint
+
+
+class MessageType(IntEnum):
+    SYNC = 0
+    AWARENESS = 1
+    AUTH = 2
+    QUERY_AWARENESS = 3
+    # Extension, sent only to clients that asked for it (`?saved=1`): the number of this
+    # connection's write messages that are committed to the database so far.
+    SAVED = 100
+
+
+class SyncStep(IntEnum):
+    STEP1 = 0
+    STEP2 = 1
+    UPDATE = 2
+
+
+class AuthReply(IntEnum):
+    PERMISSION_DENIED = 0
+
+
+class CloseCode(IntEnum):
+    """Codes a socket is closed with after it was accepted (before, a browser only sees
+    an HTTP 403 whatever the code)."""
+
+    BAD_MESSAGE = 4400
+    NOT_SIGNED_IN = 4401
+    ACCESS_REVOKED = 4403
+    DOCUMENT_GONE = 4404
+    TOO_LARGE = 4413
+    TOO_SLOW = 4429
+    """More frames queued for the socket than it reads: it is not keeping up."""
+    SERVER_ERROR = 4500
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a well-formed message of the protocol."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    type: MessageType
+    step: SyncStep | None
+    payload: bytes
+
+    @property
+    def is_write(self) -> bool:
+        """Whether applying the message would change the document."""
+        return self.type is MessageType.SYNC and self.step is not SyncStep.STEP1
+
+
+def read_var_uint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """Decode a lib0 varuint at `pos`; return it and the position after it."""
+    result = 0
+    shift = 0
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise ProtocolError("truncated varuint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 53:
+            # lib0 numbers are JavaScript-safe integers: 53 bits at most.
+            raise ProtocolError("varuint too long")
+
+
+def read_var_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    length, pos = read_var_uint(data, pos)
+    end = pos + length
+    if end > len(data):
+        raise ProtocolError("truncated payload")
+    return data[pos:end], end
+
+
+def parse_message(frame: bytes) -> Message:
+    """Parse one client-to-server frame; raise `ProtocolError` if it is not one."""
+    if not frame:
+        raise ProtocolError("empty frame")
+    kind, pos = read_var_uint(frame, 0)
+    step: SyncStep | None = None
+    if kind == MessageType.SYNC:
+        raw_step, pos = read_var_uint(frame, pos)
+        try:
+            step = SyncStep(raw_step)
+        except ValueError:
+            raise ProtocolError(f"unknown sync step {raw_step}") from None
+        payload, pos = read_var_bytes(frame, pos)
+        message_type = MessageType.SYNC
+    elif kind == MessageType.AWARENESS:
+        payload, pos = read_var_bytes(frame, pos)
+        message_type = MessageType.AWARENESS
+    elif kind == MessageType.QUERY_AWARENESS:
+        payload = b""
+        message_type = MessageType.QUERY_AWARENESS
+    else:
+        # Auth and the extensions only ever travel from server to client.
+        raise ProtocolError(f"unexpected message type {kind}")
+    if pos != len(frame):
+        raise ProtocolError("trailing bytes after message")
+    return Message(message_type, step, payload)
+
+
+def _frame(*parts: int | bytes) -> bytes:
+    out = bytearray()
+    for part in parts:
+        if isinstance(part, int):
+            out += write_var_uint(part)
+        else:
+            out += write_var_uint(len(part))
+            out += part
+    return bytes(out)
+
+
+def sync_step1(state_vector: bytes) -> bytes:
+    return _frame(MessageType.SYNC, SyncStep.STEP1, state_vector)
+
+
+def sync_step2(update: bytes) -> bytes:
+    return _frame(MessageType.SYNC, SyncStep.STEP2, update)
+
+
+def sync_update(update: bytes) -> bytes:
+    return _frame(MessageType.SYNC, SyncStep.UPDATE, update)
+
+
+def awareness(update: bytes) -> bytes:
+    return _frame(MessageType.AWARENESS, update)
+
+
+def query_awareness() -> bytes:
+    return _frame(MessageType.QUERY_AWARENESS)
+
+
+def permission_denied(reason: str) -> bytes:
+    return _frame(MessageType.AUTH, AuthReply.PERMISSION_DENIED, reason.encode())
+
+
+def saved(count: int) -> bytes:
+    return _frame(MessageType.SAVED, count)
+
+
+EMPTY_UPDATE = b"\x00\x00"
+"""An update with no structs and an empty delete set (what an up-to-date peer sends)."""

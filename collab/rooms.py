@@ -1,0 +1,594 @@
+"""
+Live documents: one room per (process, open document).
+
+A room holds the pycrdt `Doc`, the awareness table and the local connections. An update
+from a local client is validated, applied, sent to the other local connections, published
+to the document's channel-layer group for the other processes, and appended to the
+journal that commits it. Updates from other processes are applied and forwarded, never
+persisted again (unless their process died before committing them: see sequences.py).
+
+Transport-agnostic: a connection is anything with `send(frame)` and `close(code)` that
+never block (the consumer queues frames for its socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+from pycrdt import Doc
+
+from collab import protocol
+from collab.awareness import AwarenessTable, decode_entries, encode_entries
+from collab.conf import conf
+from collab.journal import Journal, PendingWrite
+from collab.persistence import (
+    DocumentGone,
+    StoredDocument,
+    acompact,
+    afetch_missing,
+    alast_seqs,
+    aload_document,
+)
+from collab.protocol import CloseCode, MessageType, SyncStep
+from collab.sequences import RemoteUpdate, SequenceTracker
+from collab.updates import InvalidUpdate, check_update, decode_state_vector
+
+logger = logging.getLogger(__name__)
+
+# Updates above this size are validated in a worker thread: pure Python yields the GIL
+# every few milliseconds there, so other sockets keep being served meanwhile.
+LARGE_UPDATE_BYTES = 64 * 1024
+OUTBOX_LIMIT = 10_000
+
+
+class Connection(Protocol):
+    user_id: int | None
+    can_write: bool
+    wants_saved: bool
+
+    def send(self, frame: bytes) -> None: ...
+
+    def close(self, code: int) -> None: ...
+
+
+@dataclass(eq=False)
+class Member:
+    """A local connection's standing in the room."""
+
+    connection: Connection
+    client_id: int | None = None
+    """The awareness client id this connection speaks for (the first one it announced)."""
+    writes_received: int = 0
+    writes_committed: int = 0
+    denied_notice_sent: bool = False
+
+
+def group_name(document_id: uuid.UUID) -> str:
+    # Built from the UUID, never from user text (group names allow [a-z0-9._-] only).
+    return f"document.{document_id.hex}"
+
+
+def build_doc(updates: list[bytes], document_id: uuid.UUID) -> Doc:
+    doc = Doc()
+    for update in updates:
+        try:
+            doc.apply_update(update)
+        except ValueError:
+            logger.error("A stored update of document %s does not decode; skipped", document_id)
+    return doc
+
+
+def _apply(doc: Doc, update: bytes) -> None:
+    """Apply an update; `InvalidUpdate` if it does not decode (the doc is then
+    unchanged), `ApplyFailed` if it failed part way (the doc may be half-applied)."""
+    try:
+        doc.apply_update(update)
+    except ValueError as exc:
+        raise InvalidUpdate(f"update rejected: {exc}") from None
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit):
+        raise
+    except BaseException as exc:
+        # RuntimeError after partial integration, or pyo3's PanicException (a
+        # BaseException): either way the doc can no longer be trusted.
+        raise ApplyFailed(repr(exc)) from None
+
+
+class ApplyFailed(Exception):
+    pass
+
+
+class Room:
+    def __init__(self, document_id: uuid.UUID, layer: BaseChannelLayer | None) -> None:
+        self.document_id = document_id
+        self.group = group_name(document_id)
+        self.origin = uuid.uuid4().hex
+        self.doc = Doc()
+        self.awareness = AwarenessTable()
+        self.members: dict[Connection, Member] = {}
+        self.sequences = SequenceTracker(watermark=0)
+        self.journal = Journal(document_id, on_committed=self._committed, on_gone=self.gone)
+        self.stats: Counter[str] = Counter()
+        self.closed = False
+        self.lag_seen = 0
+        """The document's last_seq at the previous periodic check (see RoomRegistry)."""
+        self._layer = layer
+        self._channel: str | None = None
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
+        self._published = 0
+        self._compacted_through = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heal_task: asyncio.Task[None] | None = None
+        self._compact_task: asyncio.Task[None] | None = None
+        self._rebuild_lock = asyncio.Lock()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Subscribe to the document's group, then load it: whatever is published
+        between the two is either in the load or arrives afterwards."""
+        if self._layer is not None:
+            self._channel = await self._layer.new_channel()
+            await self._layer.group_add(self.group, self._channel)
+            self._spawn(self._receive_loop())
+            self._spawn(self._publish_loop())
+        stored = await aload_document(self.document_id)
+        self._load(stored)
+        self._spawn(self.journal.run())
+
+    def _load(self, stored: StoredDocument) -> None:
+        self.doc = build_doc(stored.updates, self.document_id)
+        self.sequences.reset(stored.watermark)
+        self._compacted_through = stored.state_seq
+
+    async def stop(self) -> None:
+        self.closed = True
+        if self._layer is not None and self._channel is not None:
+            try:
+                await self._layer.group_discard(self.group, self._channel)
+            except Exception:
+                logger.warning("Leaving group %s failed", self.group, exc_info=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def settle(self) -> None:
+        """Persist everything this room still holds that is not known to be stored:
+        its own pending writes and remote updates whose commit was never confirmed."""
+        for remote in self.sequences.take_stale(older_than=float("inf")):
+            self._adopt(remote)
+        await self.journal.drained()
+
+    def gone(self) -> None:
+        """The document was deleted: close every socket and stop serving it."""
+        self.closed = True
+        for connection in list(self.members):
+            connection.close(CloseCode.DOCUMENT_GONE)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "Background task of room %s failed",
+                self.document_id,
+                exc_info=task.exception(),
+            )
+
+    # Local connections
+
+    def add(self, connection: Connection) -> None:
+        self.members[connection] = Member(connection)
+        connection.send(protocol.sync_step1(self.doc.get_state()))
+        snapshot = self.awareness.snapshot()
+        if snapshot is not None:
+            connection.send(protocol.awareness(snapshot))
+
+    def remove(self, connection: Connection) -> None:
+        member = self.members.pop(connection, None)
+        if member is None or member.client_id is None:
+            return
+        removal = self.awareness.remove([member.client_id])
+        if removal is not None:
+            self._spread_awareness(removal, publish=True)
+
+    async def receive(self, connection: Connection, frame: bytes) -> None:
+        """Handle one frame from a local socket; `ProtocolError` if it is malformed."""
+        member = self.members.get(connection)
+        if member is None:
+            return
+        message = protocol.parse_message(frame)
+        if message.type is MessageType.SYNC:
+            if message.step is SyncStep.STEP1:
+                decode_state_vector(message.payload)
+                connection.send(protocol.sync_step2(self.doc.get_update(message.payload)))
+            else:
+                await self._receive_write(member, message.payload)
+        elif message.type is MessageType.AWARENESS:
+            self._receive_awareness(member, message.payload)
+        else:
+            snapshot = self.awareness.snapshot()
+            if snapshot is not None:
+                connection.send(protocol.awareness(snapshot))
+
+    async def _receive_write(self, member: Member, update: bytes) -> None:
+        connection = member.connection
+        if not connection.can_write:
+            self.stats["dropped_writes"] += 1
+            if not member.denied_notice_sent:
+                logger.warning(
+                    "Dropped a write from read-only user %s on document %s",
+                    connection.user_id,
+                    self.document_id,
+                )
+                member.denied_notice_sent = True
+                connection.send(protocol.permission_denied("read-only"))
+            return
+        member.writes_received += 1
+        if update == protocol.EMPTY_UPDATE:
+            # Nothing to store, but it is acknowledged in order with the others.
+            self.journal.append(PendingWrite(None, connection.user_id, member))
+            return
+        if len(update) > LARGE_UPDATE_BYTES:
+            await asyncio.to_thread(check_update, update, max_depth=conf.MAX_NESTING_DEPTH)
+        else:
+            check_update(update, max_depth=conf.MAX_NESTING_DEPTH)
+        try:
+            _apply(self.doc, update)
+        except ApplyFailed as exc:
+            logger.error(
+                "Update on document %s failed part way (%s); rebuilding", self.document_id, exc
+            )
+            self._spawn(self.rebuild())
+            raise InvalidUpdate("update could not be applied") from None
+        frame = protocol.sync_update(update)
+        for other in self.members:
+            if other is not connection:
+                other.send(frame)
+        self._published += 1
+        self._publish(
+            {
+                "type": "room.update",
+                "origin": self.origin,
+                "n": self._published,
+                "update": update,
+                "author": connection.user_id,
+            }
+        )
+        self.journal.append(PendingWrite(update, connection.user_id, member, self._published))
+        self.stats["updates"] += 1
+
+    def _receive_awareness(self, member: Member, payload: bytes) -> None:
+        entries = decode_entries(payload)
+        if member.client_id is None:
+            taken = {other.client_id for other in self.members.values() if other is not member}
+            member.client_id = next(
+                (entry.client_id for entry in entries if entry.client_id not in taken), None
+            )
+        # y-websocket clients echo other clients' states back; only a connection's own
+        # entry is taken from it, so nobody can speak for somebody else's cursor.
+        own = [entry for entry in entries if entry.client_id == member.client_id]
+        if own:
+            update = encode_entries(own)
+            self.awareness.apply(own)
+            self._spread_awareness(update, publish=True)
+
+    def _spread_awareness(self, update: bytes, *, publish: bool) -> None:
+        # Sent back to its sender too: y-websocket clients treat it as a keep-alive.
+        frame = protocol.awareness(update)
+        for connection in self.members:
+            connection.send(frame)
+        if publish:
+            self._publish({"type": "room.awareness", "origin": self.origin, "update": update})
+
+    # Persistence callbacks
+
+    def _committed(self, batch: list[PendingWrite], first: int, last: int) -> None:
+        told: dict[int, Member] = {}
+        for write in batch:
+            if write.member is not None:
+                write.member.writes_committed += 1
+                told[id(write.member)] = write.member
+        if last >= first:
+            self.sequences.mark_applied(first, last)
+            ns = [write.n for write in batch if write.update is not None and write.n is not None]
+            self._publish(
+                {
+                    "type": "room.committed",
+                    "origin": self.origin,
+                    "ns": ns,
+                    "first": first,
+                    "last": last,
+                }
+            )
+            self._maybe_compact(last)
+        for member in told.values():
+            if member.connection.wants_saved and member.connection in self.members:
+                member.connection.send(protocol.saved(member.writes_committed))
+
+    def _adopt(self, remote: RemoteUpdate) -> None:
+        self.stats["adopted"] += 1
+        self.journal.append(PendingWrite(remote.update, remote.author_id))
+
+    def adopt_stale(self) -> None:
+        for remote in self.sequences.take_stale(time.monotonic() - conf.ADOPT_AFTER_SECONDS):
+            logger.warning(
+                "An update of document %s was never confirmed as stored; storing it here",
+                self.document_id,
+            )
+            self._adopt(remote)
+
+    def _maybe_compact(self, last_seq: int) -> None:
+        if last_seq - self._compacted_through < conf.COMPACT_EVERY:
+            return
+        if self._compact_task is not None and not self._compact_task.done():
+            return
+        self._compacted_through = last_seq
+        self._compact_task = self._spawn(self._compact())
+
+    async def _compact(self) -> None:
+        try:
+            result = await acompact(self.document_id)
+        except DocumentGone:
+            return
+        except Exception:
+            logger.exception("Compacting document %s failed", self.document_id)
+            return
+        logger.info(
+            "Compacted document %s: %d rows folded, %d kept, state %d bytes",
+            self.document_id,
+            result.folded,
+            result.kept,
+            result.state_bytes,
+        )
+
+    # Other processes
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        if self._layer is None:
+            return
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            # Receivers heal from the log what never reaches them.
+            self.stats["publish_dropped"] += 1
+
+    async def _publish_loop(self) -> None:
+        assert self._layer is not None
+        failing = False
+        while True:
+            message = await self._outbox.get()
+            try:
+                await self._layer.group_send(self.group, message)
+            except Exception:
+                self.stats["publish_failed"] += 1
+                if not failing:
+                    logger.exception("Publishing to %s failed", self.group)
+                failing = True
+            else:
+                failing = False
+
+    async def _receive_loop(self) -> None:
+        assert self._layer is not None and self._channel is not None
+        while True:
+            message = await self._layer.receive(self._channel)
+            if message.get("origin") == self.origin:
+                continue
+            try:
+                self._on_group_message(message)
+            except Exception:
+                logger.exception("Bad group message on %s", self.group)
+
+    def _on_group_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "room.update":
+            update = message["update"]
+            self.sequences.record_remote(
+                message["origin"],
+                message["n"],
+                RemoteUpdate(update, message.get("author"), time.monotonic()),
+            )
+            self._apply_remote(update)
+        elif kind == "room.committed":
+            if not self.sequences.confirm(
+                message["origin"], message["ns"], message["first"], message["last"]
+            ):
+                self.heal_soon()
+            self._maybe_compact(message["last"])
+        elif kind == "room.awareness":
+            entries = decode_entries(message["update"])
+            self.awareness.apply(entries)
+            self._spread_awareness(message["update"], publish=False)
+
+    def _apply_remote(self, update: bytes) -> None:
+        try:
+            _apply(self.doc, update)
+        except (InvalidUpdate, ApplyFailed) as exc:
+            logger.error("Remote update for %s failed (%s); rebuilding", self.document_id, exc)
+            self._spawn(self.rebuild())
+            return
+        frame = protocol.sync_update(update)
+        for connection in self.members:
+            connection.send(frame)
+
+    # Healing
+
+    def heal_soon(self) -> None:
+        if self._heal_task is None or self._heal_task.done():
+            self._heal_task = self._spawn(self.heal())
+
+    async def heal(self) -> None:
+        """Apply what the log has and this room lacks, and pass it on to local clients."""
+        watermark = self.sequences.watermark
+        missing = await afetch_missing(self.document_id, watermark)
+        before = self.doc.get_state()
+        applied = 0
+        for seq, update in missing.updates:
+            if seq is not None and not self.sequences.needs(seq):
+                continue
+            try:
+                _apply(self.doc, update)
+            except (InvalidUpdate, ApplyFailed):
+                logger.error("Stored update %s of %s does not apply", seq, self.document_id)
+            applied += 1
+        if missing.state_seq > watermark:
+            self.sequences.mark_applied(watermark + 1, missing.state_seq)
+        for seq, _ in missing.updates:
+            if seq is not None:
+                self.sequences.mark_applied(seq, seq)
+        if applied:
+            self.stats["healed"] += applied
+            logger.info("Healed %d updates of document %s from the log", applied, self.document_id)
+            frame = protocol.sync_update(self.doc.get_update(before))
+            for connection in self.members:
+                connection.send(frame)
+
+    async def rebuild(self) -> None:
+        """Replace a doc that a failed apply left untrustworthy with one built from
+        the log plus everything this room holds that is not stored yet."""
+        async with self._rebuild_lock:
+            self.stats["rebuilds"] += 1
+            stored = await aload_document(self.document_id)
+            pending = self.journal.pending_updates + self.sequences.unconfirmed_updates
+            self.doc = build_doc(stored.updates + pending, self.document_id)
+            self.sequences.reset(stored.watermark)
+            step1 = protocol.sync_step1(self.doc.get_state())
+            for connection in self.members:
+                # Clients push back whatever the rebuilt doc lacks.
+                connection.send(step1)
+        await self.heal()
+
+
+class RoomRegistry:
+    """The live rooms of this process: loaded once, unloaded after a grace period."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[uuid.UUID, Room] = {}
+        self._loading: dict[uuid.UUID, asyncio.Future[Room]] = {}
+        self._unloading: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def join(self, document_id: uuid.UUID, connection: Connection) -> Room:
+        self._ensure_ticker()
+        room = self.rooms.get(document_id)
+        if room is None:
+            room = await self._load(document_id)
+        if room.closed:
+            raise DocumentGone(document_id)
+        unload = self._unloading.pop(document_id, None)
+        if unload is not None:
+            unload.cancel()
+        room.add(connection)
+        return room
+
+    async def _load(self, document_id: uuid.UUID) -> Room:
+        future = self._loading.get(document_id)
+        if future is not None:
+            return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._loading[document_id] = future
+        room = Room(document_id, get_channel_layer())
+        try:
+            await room.start()
+        except BaseException as exc:
+            del self._loading[document_id]
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            await room.stop()
+            raise
+        del self._loading[document_id]
+        self.rooms[document_id] = room
+        future.set_result(room)
+        return room
+
+    def leave(self, room: Room, connection: Connection) -> None:
+        room.remove(connection)
+        if (
+            not room.members
+            and self.rooms.get(room.document_id) is room
+            and room.document_id not in self._unloading
+        ):
+            task = asyncio.ensure_future(self._unload_later(room))
+            self._unloading[room.document_id] = task
+
+    async def _unload_later(self, room: Room) -> None:
+        try:
+            if not room.closed:
+                await asyncio.sleep(conf.ROOM_UNLOAD_DELAY_SECONDS)
+                await room.settle()
+        finally:
+            if self._unloading.get(room.document_id) is asyncio.current_task():
+                del self._unloading[room.document_id]
+        if room.members:
+            return
+        if self.rooms.get(room.document_id) is room:
+            del self.rooms[room.document_id]
+        await room.stop()
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(conf.HEAL_INTERVAL_SECONDS)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("Periodic room check failed")
+
+    async def tick(self) -> None:
+        """Heal rooms that lag behind the log, adopt unconfirmed updates, drop stale
+        presence. One query for all rooms of the process."""
+        rooms = [room for room in self.rooms.values() if not room.closed]
+        if not rooms:
+            return
+        last_seqs = await alast_seqs([room.document_id for room in rooms])
+        for room in rooms:
+            if room.document_id not in last_seqs:
+                room.gone()
+                continue
+            # Only a lag that outlived a whole interval counts: markers of commits in
+            # flight arrive within milliseconds.
+            if room.sequences.watermark < room.lag_seen:
+                room.heal_soon()
+            room.lag_seen = last_seqs[room.document_id]
+            room.adopt_stale()
+            keep = {m.client_id for m in room.members.values() if m.client_id is not None}
+            stale = room.awareness.stale(conf.AWARENESS_TIMEOUT_SECONDS, keep=keep)
+            if stale:
+                room.awareness.remove(stale)
+
+    async def aclose_all(self) -> None:
+        """Flush and stop every room (process shutdown, tests)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+        for task in self._unloading.values():
+            task.cancel()
+        await asyncio.gather(*self._unloading.values(), return_exceptions=True)
+        self._unloading.clear()
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        for room in rooms:
+            try:
+                await asyncio.wait_for(room.settle(), timeout=10)
+            except Exception:
+                logger.exception("Room %s could not store all it holds", room.document_id)
+            await room.stop()
+
+
+registry = RoomRegistry()

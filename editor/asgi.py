@@ -1,0 +1,37 @@
+"""
+ASGI entry point: HTTP goes to Django, WebSockets to the collab consumers.
+
+The Django ASGI app is built before anything imports models (Channels' sample project
+order), hence the late imports below.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "editor.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from collab.routing import websocket_urlpatterns  # noqa: E402
+
+# Static files come from Django itself so that `make run` and `make serve` need no
+# separate web server; a deployment behind nginx serves /static/ there and sets
+# DJANGO_SERVE_STATIC=false.
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

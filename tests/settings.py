@@ -1,0 +1,23 @@
+"""Settings for the test suite: the real settings with test-only defaults.
+
+Tests run against the real PostgreSQL and Redis on 127.0.0.1 (see Makefile `test`);
+DATABASE_URL and REDIS_URL override the defaults below."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/editor")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from editor.settings import *  # noqa: E402,F403
+
+# Short intervals so that healing, unloading and adoption are observable in tests.
+COLLAB_ROOM_UNLOAD_DELAY_SECONDS = 0.2
+COLLAB_HEAL_INTERVAL_SECONDS = 0.3
+COLLAB_ADOPT_AFTER_SECONDS = 1.0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Database work runs in worker threads; persistent connections there would outlive the
+# test database.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
