@@ -20,6 +20,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from collab.lifespan import lifespan  # noqa: E402
 from collab.routing import websocket_urlpatterns  # noqa: E402
 
 # Static files come from Django itself so that `make run` and `make serve` need no
@@ -33,5 +34,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        # Flushes every room's pending writes on a graceful shutdown.
+        "lifespan": lifespan,
     }
 )

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from pycrdt import Doc, Text
 from django.contrib.auth.models import AbstractUser
+from pycrdt import Doc, Text
 
-from collab import protocol
-from collab.protocol import CloseCode
 from collab.persistence import aload_document
-from documents.models import Document, DocumentUpdate
+from documents.models import Document
 from tests.collab.conftest import Connect
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,0 +1,68 @@
+# Two commands: `make run` (development, zero setup) and `make test` (whole suite against
+# the real PostgreSQL and Redis). `make help` lists the rest.
+
+PYTHON ?= .venv/bin/python
+VENV := .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+# uvicorn's own frame cap; the application closes frames above COLLAB_MAX_MESSAGE_BYTES
+# (1 MiB) with a clear code 4413 before this one is reached.
+WS_MAX_SIZE ?= 4194304
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/editor
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.DEFAULT_GOAL := help
+.PHONY: help run serve test lint format services migrate
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+migrate: $(VENV)/.runtime ## apply database migrations
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) manage.py migrate --noinput
+
+run: $(VENV)/.runtime ## develop: serve http://127.0.0.1:8000 (SQLite + in-memory layer unless DATABASE_URL/REDIS_URL)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) manage.py migrate --noinput
+	@echo
+	@echo "  Create a user to sign in with:  DJANGO_DEBUG=true $(PYTHON) manage.py createsuperuser"
+	@echo "  Then open http://$(HOST):$(PORT)/"
+	@echo
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) -m uvicorn editor.asgi:application \
+		--host $(HOST) --port $(PORT) --ws-max-size $(WS_MAX_SIZE) --lifespan on
+
+serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL and Redis (installs nothing)
+	@if [ "$(WORKERS)" -gt 1 ] && [ -z "$$REDIS_URL" ]; then \
+		echo "make serve: WORKERS=$(WORKERS) needs REDIS_URL so the processes can reach each other." >&2; exit 2; fi
+	$(PYTHON) -m uvicorn editor.asgi:application --host $(HOST) --port $(PORT) \
+		--workers $(WORKERS) --loop uvloop --http httptools --ws websockets \
+		--ws-max-size $(WS_MAX_SIZE) --ws-ping-interval 20 --ws-ping-timeout 20 \
+		--lifespan on --timeout-graceful-shutdown 10 --no-access-log
+
+services: ## start PostgreSQL and Redis on this machine if they are down
+	@scripts/ensure-services
+
+test: $(VENV)/.dev node_modules/.installed services ## run the whole suite against real PostgreSQL and Redis
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev ## ruff fix and format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
