@@ -21,7 +21,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from collab.conf import conf
 from collab.persistence import DocumentGone
 from collab.protocol import CloseCode, ProtocolError
-from collab.rooms import Room, registry
+from collab.registry import registry
+from collab.rooms import Room
 from documents.access import aget_document_access
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collab.rooms import registry
+from collab.registry import registry
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:

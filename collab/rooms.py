@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer
 from pycrdt import Doc
 
 from collab import protocol
@@ -34,7 +34,6 @@ from collab.persistence import (
     StoredDocument,
     acompact,
     afetch_missing,
-    alast_seqs,
     aload_document,
 )
 from collab.protocol import CloseCode, MessageType, SyncStep
@@ -469,126 +468,3 @@ class Room:
                 # Clients push back whatever the rebuilt doc lacks.
                 connection.send(step1)
         await self.heal()
-
-
-class RoomRegistry:
-    """The live rooms of this process: loaded once, unloaded after a grace period."""
-
-    def __init__(self) -> None:
-        self.rooms: dict[uuid.UUID, Room] = {}
-        self._loading: dict[uuid.UUID, asyncio.Future[Room]] = {}
-        self._unloading: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._ticker: asyncio.Task[None] | None = None
-
-    async def join(self, document_id: uuid.UUID, connection: Connection) -> Room:
-        self._ensure_ticker()
-        room = self.rooms.get(document_id)
-        if room is None:
-            room = await self._load(document_id)
-        if room.closed:
-            raise DocumentGone(document_id)
-        unload = self._unloading.pop(document_id, None)
-        if unload is not None:
-            unload.cancel()
-        room.add(connection)
-        return room
-
-    async def _load(self, document_id: uuid.UUID) -> Room:
-        future = self._loading.get(document_id)
-        if future is not None:
-            return await asyncio.shield(future)
-        future = asyncio.get_running_loop().create_future()
-        self._loading[document_id] = future
-        room = Room(document_id, get_channel_layer())
-        try:
-            await room.start()
-        except BaseException as exc:
-            del self._loading[document_id]
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else must
-            await room.stop()
-            raise
-        del self._loading[document_id]
-        self.rooms[document_id] = room
-        future.set_result(room)
-        return room
-
-    def leave(self, room: Room, connection: Connection) -> None:
-        room.remove(connection)
-        if (
-            not room.members
-            and self.rooms.get(room.document_id) is room
-            and room.document_id not in self._unloading
-        ):
-            task = asyncio.ensure_future(self._unload_later(room))
-            self._unloading[room.document_id] = task
-
-    async def _unload_later(self, room: Room) -> None:
-        try:
-            if not room.closed:
-                await asyncio.sleep(conf.ROOM_UNLOAD_DELAY_SECONDS)
-                await room.settle()
-        finally:
-            if self._unloading.get(room.document_id) is asyncio.current_task():
-                del self._unloading[room.document_id]
-        if room.members:
-            return
-        if self.rooms.get(room.document_id) is room:
-            del self.rooms[room.document_id]
-        await room.stop()
-
-    def _ensure_ticker(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.ensure_future(self._tick_forever())
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(conf.HEAL_INTERVAL_SECONDS)
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("Periodic room check failed")
-
-    async def tick(self) -> None:
-        """Heal rooms that lag behind the log, adopt unconfirmed updates, drop stale
-        presence. One query for all rooms of the process."""
-        rooms = [room for room in self.rooms.values() if not room.closed]
-        if not rooms:
-            return
-        last_seqs = await alast_seqs([room.document_id for room in rooms])
-        for room in rooms:
-            if room.document_id not in last_seqs:
-                room.gone()
-                continue
-            # Only a lag that outlived a whole interval counts: markers of commits in
-            # flight arrive within milliseconds.
-            if room.sequences.watermark < room.lag_seen:
-                room.heal_soon()
-            room.lag_seen = last_seqs[room.document_id]
-            room.adopt_stale()
-            keep = {m.client_id for m in room.members.values() if m.client_id is not None}
-            stale = room.awareness.stale(conf.AWARENESS_TIMEOUT_SECONDS, keep=keep)
-            if stale:
-                room.awareness.remove(stale)
-
-    async def aclose_all(self) -> None:
-        """Flush and stop every room (process shutdown, tests)."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
-        for task in self._unloading.values():
-            task.cancel()
-        await asyncio.gather(*self._unloading.values(), return_exceptions=True)
-        self._unloading.clear()
-        rooms = list(self.rooms.values())
-        self.rooms.clear()
-        for room in rooms:
-            try:
-                await asyncio.wait_for(room.settle(), timeout=10)
-            except Exception:
-                logger.exception("Room %s could not store all it holds", room.document_id)
-            await room.stop()
-
-
-registry = RoomRegistry()

@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AbstractUser
 from django.test import Client
 
-from collab.rooms import registry
+from collab.registry import registry
 from documents.models import Document
 from editor.asgi import application
 from tests.collab.yclient import YClient
