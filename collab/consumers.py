@@ -31,10 +31,10 @@ logger = logging.getLogger(__name__)
 class SocketConnection:
     """What a room sees of one socket: who it is and a non-blocking `send`/`close`."""
 
-    def __init__(self, *, user_id: int, can_write: bool, wants_saved: bool) -> None:
+    def __init__(self, *, user_id: int, can_write: bool, extensions: bool) -> None:
         self.user_id = user_id
         self.can_write = can_write
-        self.wants_saved = wants_saved
+        self.extensions = extensions
         self.closed = False
         self.outbox: asyncio.Queue[bytes | int] = asyncio.Queue()
 
@@ -100,7 +100,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         connection = SocketConnection(
             user_id=user.pk,
             can_write=access.can_write,
-            wants_saved=query.get("saved") == ["1"],
+            extensions=query.get("extensions") == ["1"],
         )
         self.connection = connection
         await self.accept()

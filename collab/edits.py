@@ -32,13 +32,22 @@ def store_server_update(document_id: uuid.UUID, update: bytes, *, author_id: int
 
 
 def notify_rooms(document_id: uuid.UUID, first: int, last: int) -> None:
-    """Tell every live room of the document that log rows `first`..`last` exist."""
+    """Tell every live room of the document that log rows `first`..`last` exist.
+    (Rooms would still find them at their next periodic check.)"""
+    _send(document_id, {"type": "room.committed", "ns": [], "first": first, "last": last})
+
+
+def notify_title(document_id: uuid.UUID, title: str) -> None:
+    """Tell the open editors of the document (on every process) its new title.
+    Call it from `transaction.on_commit`."""
+    _send(document_id, {"type": "room.title", "title": title})
+
+
+def _send(document_id: uuid.UUID, message: dict[str, object]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "room.committed", "origin": "server", "ns": [], "first": first, "last": last}
     try:
-        async_to_sync(layer.group_send)(group_name(document_id), message)
+        async_to_sync(layer.group_send)(group_name(document_id), {"origin": "server", **message})
     except Exception:
-        # Rooms still find the rows at their next periodic check.
-        logger.exception("Telling rooms of document %s about a server edit failed", document_id)
+        logger.exception("Telling rooms of document %s about a server change failed", document_id)

@@ -12,7 +12,11 @@ caller closes that one socket.
     [1 awareness][varbytes awareness update]
     [2 auth][0 permission denied][varstring reason]      (server to client only)
     [3 query awareness]
-    [100 saved][varuint count]                           (extension, server to client, opt-in)
+    [100 saved][varuint count]                           (extension, server to client)
+    [101 title][varstring title]                         (extension, server to client)
+
+Extensions are sent only to sockets that opened with `?extensions=1`, so stock clients
+never see them.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ class MessageType(IntEnum):
     AWARENESS = 1
     AUTH = 2
     QUERY_AWARENESS = 3
-    # Extension, sent only to clients that asked for it (`?saved=1`): the number of this
-    # connection's write messages that are committed to the database so far.
+    # Extensions, sent only to clients that asked for them (`?extensions=1`).
     SAVED = 100
+    """How many of this connection's write messages (sync step 2 and update frames,
+    empty ones included) are committed to the database so far."""
+    TITLE = 101
+    """The document's title changed."""
 
 
 class SyncStep(IntEnum):
@@ -165,6 +172,10 @@ def permission_denied(reason: str) -> bytes:
 
 def saved(count: int) -> bytes:
     return _frame(MessageType.SAVED, count)
+
+
+def title(text: str) -> bytes:
+    return _frame(MessageType.TITLE, text.encode())
 
 
 EMPTY_UPDATE = b"\x00\x00"

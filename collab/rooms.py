@@ -51,7 +51,7 @@ OUTBOX_LIMIT = 10_000
 class Connection(Protocol):
     user_id: int | None
     can_write: bool
-    wants_saved: bool
+    extensions: bool
 
     def send(self, frame: bytes) -> None: ...
 
@@ -314,7 +314,7 @@ class Room:
             )
             self._maybe_compact(last)
         for member in told.values():
-            if member.connection.wants_saved and member.connection in self.members:
+            if member.connection.extensions and member.connection in self.members:
                 member.connection.send(protocol.saved(member.writes_committed))
 
     def _adopt(self, remote: RemoteUpdate) -> None:
@@ -406,6 +406,11 @@ class Room:
             ):
                 self.heal_soon()
             self._maybe_compact(message["last"])
+        elif kind == "room.title":
+            frame = protocol.title(message["title"])
+            for connection in self.members:
+                if connection.extensions:
+                    connection.send(frame)
         elif kind == "room.awareness":
             entries = decode_entries(message["update"])
             self.awareness.apply(entries)

@@ -23,8 +23,8 @@ async def stored_text(document: Document) -> str:
 async def test_two_clients_converge_and_edits_are_logged(
     ws_connect: Connect, alice: AbstractUser, document: Document
 ) -> None:
-    one = await ws_connect(alice, document, query="saved=1")
-    two = await ws_connect(alice, document, query="saved=1")
+    one = await ws_connect(alice, document, query="extensions=1")
+    two = await ws_connect(alice, document, query="extensions=1")
     one.text += "hello"
     await two.until(lambda: str(two.text) == "hello")
     two.text += " world"

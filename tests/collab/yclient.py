@@ -38,7 +38,7 @@ class YClient:
         asyncio.get_running_loop().create_task(self.communicator.send_to(bytes_data=frame))
 
     def all_saved(self) -> bool:
-        """Every write this client sent is committed (needs `?saved=1`)."""
+        """Every write this client sent is committed (needs `?extensions=1`)."""
         return self.saved == self.writes_sent
 
     async def hello(self) -> None:
