@@ -127,6 +127,7 @@ class Room:
         self._heal_task: asyncio.Task[None] | None = None
         self._compact_task: asyncio.Task[None] | None = None
         self._rebuild_lock = asyncio.Lock()
+        self.rebuilding: asyncio.Task[None] | None = None
 
     # Lifecycle
 
@@ -250,7 +251,7 @@ class Room:
             logger.error(
                 "Update on document %s failed part way (%s); rebuilding", self.document_id, exc
             )
-            self._spawn(self.rebuild())
+            self.rebuild_soon()
             raise InvalidUpdate("update could not be applied") from None
         frame = protocol.sync_update(update)
         for other in self.members:
@@ -421,7 +422,7 @@ class Room:
             _apply(self.doc, update)
         except (InvalidUpdate, ApplyFailed) as exc:
             logger.error("Remote update for %s failed (%s); rebuilding", self.document_id, exc)
-            self._spawn(self.rebuild())
+            self.rebuild_soon()
             return
         frame = protocol.sync_update(update)
         for connection in self.members:
@@ -458,6 +459,11 @@ class Room:
             frame = protocol.sync_update(self.doc.get_update(before))
             for connection in self.members:
                 connection.send(frame)
+
+    def rebuild_soon(self) -> asyncio.Task[None]:
+        if self.rebuilding is None or self.rebuilding.done():
+            self.rebuilding = self._spawn(self.rebuild())
+        return self.rebuilding
 
     async def rebuild(self) -> None:
         """Replace a doc that a failed apply left untrustworthy with one built from

@@ -4,7 +4,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AbstractUser
 from django.test import Client
@@ -53,7 +53,7 @@ async def ws_connect() -> AsyncIterator[Connect]:
     ) -> YClient:
         headers = [(b"origin", origin.encode())]
         if user is not None:
-            cookie = await sync_to_async(session_cookie)(user)
+            cookie = await database_sync_to_async(session_cookie)(user)
             headers.append((b"cookie", cookie.encode()))
         path = f"/ws/documents/{document.pk}" + (f"?{query}" if query else "")
         communicator = WebsocketCommunicator(application, path, headers=headers)

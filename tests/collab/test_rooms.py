@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
+from pycrdt import Text
+
+from collab import journal as journal_module
+from collab import protocol
+from collab import rooms as rooms_module
+from collab.awareness import Entry, encode_entries
+from collab.persistence import append_updates, load_document
+from collab.protocol import CloseCode
+from collab.registry import registry
+from collab.rooms import Room
+from collab.updates import InvalidUpdate
+from documents.models import Document, DocumentUpdate
+from tests.collab.fakes import FakeConnection, typed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+stored_rows = database_sync_to_async(
+    lambda document: DocumentUpdate.objects.filter(document=document).count()
+)
+
+
+async def stored_text(document: Document) -> str:
+    stored = await database_sync_to_async(load_document)(document.pk)
+    probe = FakeConnection()
+    for update in stored.updates:
+        probe.doc.apply_update(update)
+    return probe.text
+
+
+@pytest.fixture(autouse=True)
+async def close_rooms() -> AsyncIterator[None]:
+    yield
+    await registry.aclose_all()
+
+
+async def test_concurrent_joins_load_the_document_once(
+    document: Document, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = 0
+    real_load = rooms_module.aload_document
+
+    async def counting_load(document_id):  # type: ignore[no-untyped-def]
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.05)  # widen the window in which joins overlap
+        return await real_load(document_id)
+
+    monkeypatch.setattr(rooms_module, "aload_document", counting_load)
+    connections = [FakeConnection() for _ in range(10)]
+    joined = await asyncio.gather(*(registry.join(document.pk, c) for c in connections))
+    assert loads == 1
+    assert len({id(room) for room in joined}) == 1
+    assert len(joined[0].members) == 10
+
+
+async def test_room_unloads_after_the_grace_period_once_everything_is_stored(
+    document: Document,
+) -> None:
+    connection = FakeConnection()
+    room = await registry.join(document.pk, connection)
+    await room.receive(connection, protocol.sync_update(typed("kept")[0]))
+    registry.leave(room, connection)
+    await asyncio.wait_for(registry._unloading[document.pk], timeout=5)
+    assert document.pk not in registry.rooms and room.closed
+    assert await stored_text(document) == "kept"
+
+
+async def test_a_returning_client_cancels_the_unload(document: Document) -> None:
+    first = FakeConnection()
+    room = await registry.join(document.pk, first)
+    registry.leave(room, first)
+    assert await registry.join(document.pk, FakeConnection()) is room
+    assert document.pk not in registry._unloading
+
+
+async def test_a_failed_database_write_keeps_the_edit_and_retries(
+    document: Document, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = 2
+    real_append = journal_module.aappend_updates
+
+    async def flaky_append(document_id, rows):  # type: ignore[no-untyped-def]
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OSError("database unavailable")
+        return await real_append(document_id, rows)
+
+    monkeypatch.setattr(journal_module, "aappend_updates", flaky_append)
+    writer, reader = FakeConnection(user_id=document.owner_id), FakeConnection()
+    room = await registry.join(document.pk, writer)
+    await registry.join(document.pk, reader)
+    await room.receive(writer, protocol.sync_update(typed("durable")[0]))
+    # Live collaborators see the edit at once, whatever the database does.
+    assert reader.text == "durable"
+    await writer.until(lambda: writer.saved == 1)
+    assert failures == 0
+    assert await stored_text(document) == "durable"
+
+
+async def test_a_readers_writes_are_dropped_counted_and_answered_once(document: Document) -> None:
+    viewer, editor = FakeConnection(can_write=False), FakeConnection()
+    room = await registry.join(document.pk, viewer)
+    await registry.join(document.pk, editor)
+    update = typed("nope")[0]
+    await room.receive(viewer, protocol.sync_update(update))
+    await room.receive(viewer, protocol.sync_step2(update))
+    # A reader's step 1 is still answered.
+    await room.receive(viewer, protocol.sync_step1(b"\x00"))
+    await room.journal.drained()
+    assert room.stats["dropped_writes"] == 2 and viewer.denied == 1
+    assert editor.text == "" and viewer.text == ""
+    assert await stored_rows(document) == 0
+    assert viewer.frames[-1][:2] == b"\x00\x01"
+
+
+async def test_a_room_heals_rows_it_never_heard_of(document: Document) -> None:
+    connection = FakeConnection()
+    room = await registry.join(document.pk, connection)
+    # Another process committed this, and its group messages were lost.
+    await database_sync_to_async(append_updates)(document.pk, [(typed("healed")[0], None)])
+    await registry.tick()
+    await registry.tick()
+    await connection.until(lambda: connection.text == "healed")
+    assert room.sequences.watermark == 1 and room.stats["healed"] == 1
+
+
+async def test_an_update_whose_process_died_is_adopted(
+    document: Document, settings: object
+) -> None:
+    connection = FakeConnection()
+    room = await registry.join(document.pk, connection)
+    update = typed("orphan")[0]
+    room._on_group_message(
+        {"type": "room.update", "origin": "dead", "n": 1, "update": update, "author": None}
+    )
+    assert connection.text == "orphan"
+    room.sequences._unconfirmed["dead"][1].received_at -= 60  # its marker never came
+    room.adopt_stale()
+    await room.journal.drained()
+    assert room.stats["adopted"] == 1
+    assert await stored_text(document) == "orphan"
+
+
+class HalfApplyingDoc:
+    """Stands in for a pycrdt Doc whose apply fails part way, as pycrdt's does on some
+    decodable but invalid updates (RuntimeError) or with a pyo3 PanicException."""
+
+    def __init__(self, real: object, error: BaseException) -> None:
+        self._real = real
+        self._error = error
+
+    def apply_update(self, update: bytes) -> None:
+        raise self._error
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+class FakePanic(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("error", [RuntimeError("block parent…"), FakePanic("unwrap on Err")])
+async def test_a_failed_apply_closes_nothing_else_and_rebuilds_the_room(
+    document: Document, error: BaseException
+) -> None:
+    writer, other = FakeConnection(), FakeConnection()
+    room = await registry.join(document.pk, writer)
+    await registry.join(document.pk, other)
+    first, second = typed("safe", " more")
+    await room.receive(writer, protocol.sync_update(first))
+    room.doc = HalfApplyingDoc(room.doc, error)  # type: ignore[assignment]
+    with pytest.raises(InvalidUpdate):
+        await room.receive(writer, protocol.sync_update(second))
+    assert room.rebuilding is not None
+    await asyncio.wait_for(room.rebuilding, timeout=5)
+    assert str(room.doc.get("t", type=Text)) == "safe"
+    assert other.text == "safe" and room.stats["rebuilds"] == 1
+    assert writer.frames[-1][:2] == b"\x00\x00"  # a step 1: clients push what it lacks
+
+
+async def test_awareness_is_owned_spread_and_removed(document: Document) -> None:
+    ada, bob = FakeConnection(), FakeConnection()
+    room = await registry.join(document.pk, ada)
+    await registry.join(document.pk, bob)
+    own, spoof = Entry(11, 1, '{"user":{"name":"Ada"}}'), Entry(22, 5, '{"user":{"name":"X"}}')
+    await room.receive(ada, protocol.awareness(encode_entries([own, spoof])))
+    assert bob.presence == {11: own.state}
+    # Ada now speaks for 11 only; an entry for 22 is ignored whoever sends it first.
+    await room.receive(ada, protocol.awareness(encode_entries([spoof])))
+    assert 22 not in bob.presence
+    late = FakeConnection()
+    await registry.join(document.pk, late)
+    assert late.presence == {11: own.state}
+    registry.leave(room, ada)
+    assert bob.presence == {} and late.presence == {}
+
+
+async def test_document_deleted_while_open_closes_its_sockets(document: Document) -> None:
+    connection = FakeConnection()
+    room = await registry.join(document.pk, connection)
+    await database_sync_to_async(document.delete)()
+    await room.receive(connection, protocol.sync_update(typed("lost cause")[0]))
+    await connection.until(lambda: connection.closed_with is not None)
+    assert connection.closed_with == CloseCode.DOCUMENT_GONE
+
+
+@pytest.mark.parametrize("layer_kind", ["memory", "redis"])
+async def test_two_processes_share_edits_and_presence_but_store_once(
+    document: Document, layer_kind: str
+) -> None:
+    if layer_kind == "redis":
+        layers = [RedisPubSubChannelLayer(hosts=[settings.REDIS_URL]) for _ in range(2)]
+    else:
+        shared = InMemoryChannelLayer()
+        layers = [shared, shared]
+    # Two rooms of one document with separate layers stand for two server processes.
+    room_a, room_b = Room(document.pk, layers[0]), Room(document.pk, layers[1])
+    await room_a.start()
+    await room_b.start()
+    try:
+        a, b = FakeConnection(user_id=document.owner_id), FakeConnection()
+        room_a.add(a)
+        room_b.add(b)
+        await room_a.receive(a, protocol.sync_update(typed("across", client_id=5)[0]))
+        await b.until(lambda: b.text == "across")
+        await room_b.receive(b, protocol.sync_update(typed("back", client_id=6)[0]))
+        await a.until(lambda: "back" in a.text)
+        await room_b.receive(b, protocol.awareness(encode_entries([Entry(6, 1, "{}")])))
+        await a.until(lambda: 6 in a.presence)
+        room_b.remove(b)
+        await a.until(lambda: 6 not in a.presence)
+        await room_a.journal.drained()
+        await room_b.journal.drained()
+        # Each update is stored once, by the process its client is connected to.
+        assert await stored_rows(document) == 2
+        await a.until(lambda: room_a.sequences.watermark == 2 == room_b.sequences.watermark)
+        assert room_a.stats["healed"] == room_b.stats["healed"] == 0
+    finally:
+        await room_a.stop()
+        await room_b.stop()
+        if layer_kind == "redis":
+            for layer in layers:
+                await layer.flush()
