@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.contrib.auth.models import AbstractUser
 from pycrdt import Doc, Text
 
+from collab import protocol
+from collab.awareness import Entry, encode_entries
 from collab.persistence import aload_document
+from collab.protocol import CloseCode
+from collab.registry import registry
 from documents.models import Document
 from tests.collab.conftest import Connect
 
@@ -32,3 +38,115 @@ async def test_two_clients_converge_and_edits_are_logged(
     await one.until(one.all_saved)
     await two.until(two.all_saved)
     assert await stored_text(document) == "hello world"
+
+
+async def test_anonymous_sockets_are_refused_before_accept(
+    ws_connect: Connect, document: Document
+) -> None:
+    with pytest.raises(PermissionError):
+        await ws_connect(None, document)
+
+
+async def test_users_without_access_are_refused_before_accept(
+    ws_connect: Connect, bob: AbstractUser, document: Document
+) -> None:
+    with pytest.raises(PermissionError):
+        await ws_connect(bob, document)
+
+
+async def test_unknown_documents_are_refused_before_accept(
+    ws_connect: Connect, alice: AbstractUser
+) -> None:
+    ghost = Document(owner=alice)  # never saved
+    with pytest.raises(PermissionError):
+        await ws_connect(alice, ghost)
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "null", "http://localhost.evil.example:8000"]
+)
+async def test_foreign_origins_are_refused(
+    ws_connect: Connect, alice: AbstractUser, document: Document, origin: str
+) -> None:
+    with pytest.raises(PermissionError):
+        await ws_connect(alice, document, origin=origin)
+
+
+async def test_staff_may_open_any_document(
+    ws_connect: Connect, staff: AbstractUser, document: Document
+) -> None:
+    client = await ws_connect(staff, document)
+    await client.until(lambda: len(client.frames) >= 1)
+    assert client.frames[0][:2] == b"\x00\x00"  # the server's step 1
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("text", CloseCode.BAD_MESSAGE),
+        (b"\x00\x02\x05ab", CloseCode.BAD_MESSAGE),
+        (b"\x07", CloseCode.BAD_MESSAGE),
+        (protocol.sync_update(b"\xff\xff\xff\xff\x0f\x00"), CloseCode.BAD_MESSAGE),
+        (b"\x00\x02" + b"\x80\x20" + b"\x00" * 4096, CloseCode.TOO_LARGE),
+    ],
+)
+async def test_a_bad_frame_closes_only_its_socket(
+    ws_connect: Connect,
+    alice: AbstractUser,
+    document: Document,
+    settings: object,
+    frame: bytes | str,
+    code: int,
+) -> None:
+    settings.COLLAB_MAX_MESSAGE_BYTES = 2048  # type: ignore[attr-defined]
+    bad = await ws_connect(alice, document)
+    good = await ws_connect(alice, document, query="extensions=1")
+    if isinstance(frame, str):
+        await bad.communicator.send_to(text_data=frame)
+    else:
+        await bad.communicator.send_to(bytes_data=frame)
+    assert await bad.closed_with() == code
+    good.text += "still fine"
+    await good.until(good.all_saved)
+    assert await stored_text(document) == "still fine"
+
+
+async def test_presence_reaches_newcomers_and_leaves_with_the_socket(
+    ws_connect: Connect, alice: AbstractUser, document: Document
+) -> None:
+    ada = await ws_connect(alice, document)
+    await ada.set_presence('{"user":{"name":"Ada","color":"#c00"}}')
+    watcher = await ws_connect(alice, document)
+    await watcher.until(lambda: ada.doc.client_id in watcher.awareness)
+    watcher.awareness.clear()
+    await watcher.communicator.send_to(bytes_data=protocol.query_awareness())
+    await watcher.until(lambda: ada.doc.client_id in watcher.awareness)
+    await ada.communicator.disconnect()
+    await watcher.until(lambda: ada.doc.client_id not in watcher.awareness)
+
+
+async def test_a_socket_cannot_speak_for_another_client(
+    ws_connect: Connect, alice: AbstractUser, document: Document
+) -> None:
+    ada = await ws_connect(alice, document)
+    await ada.set_presence('{"user":{"name":"Ada"}}')
+    mallory = await ws_connect(alice, document)
+    await mallory.set_presence('{"user":{"name":"Mallory"}}')
+    forged = Entry(ada.doc.client_id, 99, '{"user":{"name":"Not Ada"}}')
+    await mallory.communicator.send_to(bytes_data=protocol.awareness(encode_entries([forged])))
+    watcher = await ws_connect(alice, document)
+    await watcher.until(lambda: len(watcher.awareness) == 2)
+    assert watcher.awareness[ada.doc.client_id] == '{"user":{"name":"Ada"}}'
+
+
+async def test_the_document_survives_its_room(
+    ws_connect: Connect, alice: AbstractUser, document: Document
+) -> None:
+    writer = await ws_connect(alice, document, query="extensions=1")
+    writer.text += "persisted"
+    await writer.until(writer.all_saved)
+    await writer.communicator.disconnect()
+    await asyncio.wait_for(registry._unloading[document.pk], timeout=5)
+    assert document.pk not in registry.rooms
+    reader = await ws_connect(alice, document)
+    await reader.until(lambda: str(reader.text) == "persisted")
