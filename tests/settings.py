@@ -21,3 +21,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Database work runs in worker threads; persistent connections there would outlive the
 # test database.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# One test database per pytest run, so that concurrent runs (several engineers, or a
+# benchmark next to the suite) never drop each other's database.
+DATABASES["default"]["TEST"] = {"NAME": f"test_editor_{os.getpid()}"}  # noqa: F405
