@@ -13,7 +13,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/editor
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint format services migrate
+.PHONY: help run serve test lint format services migrate check-bundle build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -66,3 +66,9 @@ lint: $(VENV)/.dev ## ruff check and format check
 format: $(VENV)/.dev ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+build: node_modules/.installed ## rebuild the front-end bundle into static/ (commit the result)
+	npm run build
+
+check-bundle: node_modules/.installed ## fail when the committed bundle in static/ is stale
+	scripts/check-bundle

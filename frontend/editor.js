@@ -1,0 +1,116 @@
+// The editor page: Tiptap bound to a Yjs document synced over y-websocket, cached in
+// IndexedDB for offline work. Content is never seeded here: the document starts as what
+// the server and the local cache hold (seeding duplicates text when two clients do it).
+import { Editor } from '@tiptap/core'
+import StarterKit from '@tiptap/starter-kit'
+import Collaboration from '@tiptap/extension-collaboration'
+import CollaborationCaret from '@tiptap/extension-collaboration-caret'
+import { TaskItem, TaskList } from '@tiptap/extension-list'
+import * as decoding from 'lib0/decoding'
+import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import * as Y from 'yjs'
+
+import { cacheName, SESSION_CHANNEL, whenStored } from './offline-cache.js'
+import { bindPresence } from './presence.js'
+import { describeStatus, MESSAGE_SAVED, SaveTracker, STATUS } from './save-status.js'
+import { bindToolbar } from './toolbar.js'
+
+const MESSAGE_TITLE = 101
+
+function start (root) {
+  const config = JSON.parse(document.getElementById('editor-config').textContent)
+  const ydoc = new Y.Doc()
+  const persistence = new IndexeddbPersistence(cacheName(config.user.id, config.documentId), ydoc)
+  const tracker = new SaveTracker()
+  const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws'
+  const provider = new WebsocketProvider(
+    `${scheme}://${window.location.host}/ws/documents`,
+    config.documentId,
+    ydoc,
+    { params: { extensions: '1' }, WebSocketPolyfill: tracker.webSocketClass() },
+  )
+  provider.messageHandlers[MESSAGE_SAVED] = (encoder, decoder) => tracker.handleSaved(encoder, decoder)
+  provider.messageHandlers[MESSAGE_TITLE] = (_encoder, decoder) => {
+    const title = decoding.readVarString(decoder)
+    document.dispatchEvent(new CustomEvent('document:title', { detail: { title } }))
+  }
+
+  const editor = new Editor({
+    element: root.querySelector('[data-editor-content]'),
+    editable: config.canWrite,
+    extensions: [
+      // Undo/redo comes from the Yjs undo manager (Collaboration), which undoes only this
+      // user's own changes; ProseMirror's history would undo other people's too.
+      StarterKit.configure({
+        undoRedo: false,
+        link: { openOnClick: false, autolink: true, defaultProtocol: 'https' },
+      }),
+      TaskList,
+      TaskItem.configure({ nested: true }),
+      Collaboration.configure({ document: ydoc, field: 'default' }),
+      CollaborationCaret.configure({ provider, user: config.user }),
+    ],
+    editorProps: {
+      attributes: { class: 'prose', 'aria-label': 'Document content', spellcheck: 'true' },
+    },
+  })
+
+  const statusLine = root.querySelector('[data-status]')
+  let storedLocally = true
+  let signedOut = false
+  const renderStatus = () => {
+    const text = signedOut
+      ? STATUS.signedOut
+      : describeStatus(provider, tracker, { storedLocally, online: navigator.onLine })
+    if (statusLine.textContent !== text) statusLine.textContent = text
+    statusLine.dataset.state = Object.keys(STATUS).find((key) => STATUS[key] === text)
+  }
+  ydoc.on('update', (_update, origin) => {
+    if (origin === provider || origin === persistence) return
+    if (!provider.wsconnected) {
+      tracker.localEditWhileDisconnected()
+      if (persistence.db) {
+        storedLocally = false
+        whenStored(persistence.db).then(() => { storedLocally = true; renderStatus() })
+      }
+    }
+    // The provider sends a local update in its own (earlier) update handler, so the sent
+    // count already includes it here.
+    renderStatus()
+  })
+  tracker.onChange(renderStatus)
+  provider.on('status', renderStatus)
+  provider.on('sync', renderStatus)
+  window.addEventListener('online', renderStatus)
+  window.addEventListener('offline', renderStatus)
+  renderStatus()
+
+  bindPresence(root.querySelector('[data-presence]'), provider.awareness)
+  const toolbar = root.querySelector('[data-toolbar]')
+  if (toolbar) bindToolbar(toolbar, editor)
+
+  // Another tab signed out: let go of the cache so that it can be deleted, and stop.
+  if (typeof BroadcastChannel !== 'undefined') {
+    const channel = new BroadcastChannel(SESSION_CHANNEL)
+    channel.onmessage = (event) => {
+      if (event.data !== 'signed-out') return
+      signedOut = true
+      editor.setEditable(false)
+      provider.destroy()
+      persistence.destroy()
+      renderStatus()
+    }
+  }
+
+  window.addEventListener('beforeunload', (event) => {
+    if (storedLocally || provider.wsconnected) return
+    event.preventDefault()
+  })
+
+  // Handles for the browser tests and for debugging from the console.
+  window.collab = { editor, ydoc, provider, persistence, tracker }
+}
+
+const root = document.querySelector('[data-editor]')
+if (root) start(root)
