@@ -15,7 +15,7 @@ from typing import TypeAlias
 from asgiref.sync import sync_to_async
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -47,7 +47,7 @@ def get_document_access(user: AnyUser, pk: uuid.UUID | str) -> DocumentAccess | 
         return None
     try:
         document = Document.objects.get(pk=pk)
-    except (Document.DoesNotExist, ValueError):
+    except (Document.DoesNotExist, ValidationError, ValueError):
         return None
     if not can_read(user, document):
         return None
