@@ -46,7 +46,9 @@ def get_document_access(user: AnyUser, pk: uuid.UUID | str) -> DocumentAccess | 
     if not user.is_authenticated:
         return None
     try:
-        document = Document.objects.get(pk=pk)
+        # A trashed document is closed to everyone, the editor's WebSocket included,
+        # until its owner restores it (see `get_trashed_document_for_user`).
+        document = Document.objects.get(pk=pk, deleted_at__isnull=True)
     except (Document.DoesNotExist, ValidationError, ValueError):
         return None
     if not can_read(user, document):
@@ -73,7 +75,37 @@ def get_editable_document_for_user(user: AnyUser, pk: uuid.UUID | str) -> Docume
 
 
 def documents_for_user(user: AnyUser) -> QuerySet[Document]:
-    """The documents `user` may read, for listings."""
+    """The live (not trashed) documents `user` may read, for listings. Documents shared
+    with the user join this queryset when sharing exists; listings split it by owner."""
     if not user.is_authenticated:
         return Document.objects.none()
-    return Document.objects.filter(owner=user)
+    return Document.objects.filter(owner=user, deleted_at__isnull=True)
+
+
+def can_trash(user: AnyUser, document: Document) -> bool:
+    """Only the owner moves a document to the trash and back; writers may not."""
+    return user.is_authenticated and document.owner_id == user.pk
+
+
+def get_owned_document_for_user(user: AnyUser, pk: uuid.UUID | str) -> Document:
+    """A live document `user` may trash; 404 when they may not read it, 403 when they
+    may read but not trash it."""
+    document, _ = get_document_for_user(user, pk)
+    if not can_trash(user, document):
+        raise PermissionDenied
+    return document
+
+
+def trashed_documents_for_user(user: AnyUser) -> QuerySet[Document]:
+    """The documents in `user`'s trash: the ones they own and deleted."""
+    if not user.is_authenticated:
+        return Document.objects.none()
+    return Document.objects.filter(owner=user, deleted_at__isnull=False)
+
+
+def get_trashed_document_for_user(user: AnyUser, pk: uuid.UUID | str) -> Document:
+    """A document in `user`'s trash; 404 otherwise."""
+    try:
+        return trashed_documents_for_user(user).get(pk=pk)
+    except (Document.DoesNotExist, ValidationError, ValueError):
+        raise Http404("No such document in the trash.") from None
