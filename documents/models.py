@@ -92,6 +92,12 @@ class DocumentVersion(models.Model):
     )
     chars_added = models.PositiveIntegerField(default=0)
     chars_removed = models.PositiveIntegerField(default=0)
+    content_hash = models.CharField(max_length=64, blank=True, editable=False)
+    """SHA-256 of the rendered content: tells an unchanged document apart cheaply."""
+    restored_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    """For a restore: the version whose content was brought back."""
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -99,3 +105,53 @@ class DocumentVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.document} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Role(models.TextChoices):
+    """What a person may do with a document. The owner is `Document.owner`."""
+
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+class ShareLink(models.Model):
+    """A secret link that gives whoever opens it (signed in) a role on the document.
+    Deleting it revokes that access from everyone who came through it."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="links")
+    token = models.CharField(max_length=64, unique=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} link to {self.document}"
+
+
+class Membership(models.Model):
+    """A person's role on a document: given directly, or taken by opening a link."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    link = models.ForeignKey(
+        ShareLink, on_delete=models.CASCADE, null=True, blank=True, related_name="memberships"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "user"],
+                condition=models.Q(link__isnull=True),
+                name="one_direct_membership",
+            ),
+            models.UniqueConstraint(fields=["document", "user", "link"], name="one_link_membership"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.document}"

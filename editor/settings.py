@@ -198,3 +198,7 @@ COLLAB_COMPACT_EVERY = env_int("COLLAB_COMPACT_EVERY", 500, minimum=1)
 COLLAB_STORE_RETRY_MAX_SECONDS = env_float("COLLAB_STORE_RETRY_MAX_SECONDS", 5.0, minimum=0.01)
 COLLAB_SEND_QUEUE_LIMIT = env_int("COLLAB_SEND_QUEUE_LIMIT", 2000, minimum=10)
 COLLAB_AWARENESS_TIMEOUT_SECONDS = env_float("COLLAB_AWARENESS_TIMEOUT_SECONDS", 30.0)
+# History (documents.history): an automatic version once edits pause this long, and at
+# least this often while they go on.
+COLLAB_VERSION_IDLE_SECONDS = env_float("COLLAB_VERSION_IDLE_SECONDS", 60.0, minimum=1.0)
+COLLAB_VERSION_MAX_SECONDS = env_float("COLLAB_VERSION_MAX_SECONDS", 600.0, minimum=1.0)
