@@ -86,6 +86,17 @@ function start (root) {
   window.addEventListener('offline', renderStatus)
   renderStatus()
 
+  // A rename anywhere (this page's title field, another editor, the list) arrives as the
+  // TITLE extension; an input being typed into is left alone.
+  document.addEventListener('document:title', (event) => {
+    const { title } = event.detail
+    document.title = `${title} · Editor`
+    for (const node of document.querySelectorAll('[data-document-title]')) {
+      if (!(node instanceof HTMLInputElement)) node.textContent = title
+      else if (document.activeElement !== node) node.value = title
+    }
+  })
+
   bindPresence(root.querySelector('[data-presence]'), provider.awareness)
   const toolbar = root.querySelector('[data-toolbar]')
   if (toolbar) bindToolbar(toolbar, editor)
