@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from pycrdt import Doc
 
 from collab.updates import is_covered
-from documents.models import Document, DocumentUpdate
+from documents.models import Document, DocumentUpdate, DocumentVersion
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,18 @@ def compact(document_id: uuid.UUID) -> Compaction:
                 logger.error("Log row %s of document %s does not decode", seq, document_id)
         state = doc.get_update()
         state_vector = doc.get_state()
-        covered = [row_id for row_id, _, data in rows if is_covered(bytes(data), state_vector)]
+        # Once a document has versions, rows newer than the latest one stay too: the next
+        # version names their authors (documents.history takes a document's first version
+        # at the first check after its first edit). state_seq still moves past them;
+        # reloading a row that the state already holds changes nothing.
+        versioned = DocumentVersion.objects.filter(document_id=document_id).aggregate(
+            seq=Max("seq")
+        )["seq"]
+        covered = [
+            row_id
+            for row_id, seq, data in rows
+            if (versioned is None or seq <= versioned) and is_covered(bytes(data), state_vector)
+        ]
         DocumentUpdate.objects.filter(pk__in=covered).delete()
         Document.objects.filter(pk=document_id).update(
             state=state, state_seq=max(document.state_seq, rows[-1][1])

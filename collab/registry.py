@@ -10,11 +10,13 @@ import asyncio
 import logging
 import uuid
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from collab.conf import conf
 from collab.persistence import DocumentGone, alast_seqs
 from collab.rooms import Connection, Room
+from documents.history import take_due_versions
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ class RoomRegistry:
             stale = room.awareness.stale(conf.AWARENESS_TIMEOUT_SECONDS, keep=keep)
             if stale:
                 room.awareness.remove(stale)
+        # Automatic history versions of the open documents (one query when none is due).
+        await database_sync_to_async(take_due_versions)(list(last_seqs))
 
     async def aclose_all(self) -> None:
         """Flush and stop every room (process shutdown, tests)."""

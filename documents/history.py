@@ -172,21 +172,28 @@ def due_documents(
     document_ids: list[uuid.UUID] | None = None, *, now: datetime | None = None
 ) -> list[uuid.UUID]:
     """Documents whose unversioned edits paused for `COLLAB_VERSION_IDLE_SECONDS`, or
-    began `COLLAB_VERSION_MAX_SECONDS` ago. One query when nothing changed since the
-    latest versions, plus one per document with unversioned edits."""
+    began `COLLAB_VERSION_MAX_SECONDS` ago, and edited documents without any version.
+
+    A document's first version is due at once: compaction keeps the log rows newer than
+    the latest version for attribution, but folds everything while there is none. One
+    query when nothing changed since the latest versions, plus one per document with
+    unversioned edits."""
     now = now or timezone.now()
     idle = timedelta(seconds=float(settings.COLLAB_VERSION_IDLE_SECONDS))
     longest = timedelta(seconds=float(settings.COLLAB_VERSION_MAX_SECONDS))
     latest = DocumentVersion.objects.filter(document=OuterRef("pk")).order_by("-seq", "-id")
     documents = (
         Document.objects.filter(deleted_at__isnull=True)
-        .annotate(version_seq=Coalesce(Subquery(latest.values("seq")[:1]), Value(0)))
-        .filter(last_seq__gt=F("version_seq"))
+        .annotate(version_seq=Subquery(latest.values("seq")[:1]))
+        .filter(last_seq__gt=Coalesce(F("version_seq"), Value(0)))
     )
     if document_ids is not None:
         documents = documents.filter(pk__in=document_ids)
     due = []
     for pk, version_seq, updated_at in documents.values_list("pk", "version_seq", "updated_at"):
+        if version_seq is None:
+            due.append(pk)
+            continue
         span = DocumentUpdate.objects.filter(document_id=pk, seq__gt=version_seq).aggregate(
             first=Min("created_at"), last=Max("created_at")
         )
