@@ -52,6 +52,40 @@ class Settings:
         return int(settings.COLLAB_SEND_QUEUE_LIMIT)
 
     @property
+    def MAX_DOCUMENT_BYTES(self) -> int:
+        """Approximate size (stored updates) past which a document takes no more writes."""
+        return int(settings.COLLAB_MAX_DOCUMENT_BYTES)
+
+    @property
+    def MAX_AWARENESS_BYTES(self) -> int:
+        """Largest presence state (JSON) a client may publish; larger ones are ignored."""
+        return int(settings.COLLAB_MAX_AWARENESS_BYTES)
+
+    @property
+    def VIEWER_PRESENCE(self) -> bool:
+        """Whether viewers' own carets and names are shown to others."""
+        return bool(settings.COLLAB_VIEWER_PRESENCE)
+
+    @property
+    def UPDATE_RATE(self) -> tuple[float, float]:
+        """(per second, burst) of document updates one socket may send."""
+        return (float(settings.COLLAB_UPDATES_PER_SECOND), float(settings.COLLAB_UPDATES_BURST))
+
+    @property
+    def AWARENESS_RATE(self) -> tuple[float, float]:
+        """(per second, burst) of presence updates one socket may send."""
+        return (
+            float(settings.COLLAB_AWARENESS_PER_SECOND),
+            float(settings.COLLAB_AWARENESS_BURST),
+        )
+
+    @property
+    def ACCESS_RECHECK_SECONDS(self) -> float:
+        """How often live sockets are checked against sessions and access rules (access
+        changes made through the app reach them at once anyway)."""
+        return float(settings.COLLAB_ACCESS_RECHECK_SECONDS)
+
+    @property
     def AWARENESS_TIMEOUT_SECONDS(self) -> float:
         """Age after which a remote awareness state that was not renewed is dropped."""
         return float(settings.COLLAB_AWARENESS_TIMEOUT_SECONDS)

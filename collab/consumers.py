@@ -31,12 +31,15 @@ logger = logging.getLogger(__name__)
 class SocketConnection:
     """What a room sees of one socket: who it is and a non-blocking `send`/`close`."""
 
-    def __init__(self, *, user_id: int, can_write: bool, extensions: bool) -> None:
+    def __init__(
+        self, *, user_id: int, session_key: str | None, can_write: bool, extensions: bool
+    ) -> None:
         self.user_id = user_id
+        self.session_key = session_key
         self.can_write = can_write
         self.extensions = extensions
         self.closed = False
-        self.outbox: asyncio.Queue[bytes | int] = asyncio.Queue()
+        self.outbox: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue()
 
     def send(self, frame: bytes) -> None:
         if self.closed:
@@ -47,13 +50,13 @@ class SocketConnection:
             return
         self.outbox.put_nowait(frame)
 
-    def close(self, code: int) -> None:
+    def close(self, code: int, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
         while not self.outbox.empty():
             self.outbox.get_nowait()
-        self.outbox.put_nowait(code)
+        self.outbox.put_nowait((code, reason))
 
 
 class DocumentConsumer(AsyncWebsocketConsumer):
@@ -97,8 +100,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             await self.close(code=CloseCode.DOCUMENT_GONE)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        session = self.scope.get("session")
         connection = SocketConnection(
             user_id=user.pk,
+            session_key=session.session_key if session is not None else None,
             can_write=access.can_write,
             extensions=query.get("extensions") == ["1"],
         )
@@ -125,7 +130,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             try:
                 await room.receive(connection, bytes_data)
             except ProtocolError as exc:
-                self._reject(CloseCode.BAD_MESSAGE, str(exc))
+                self._reject(exc.close_code, str(exc))
             except Exception:
                 logger.exception("Handling a frame for document %s failed", room.document_id)
                 self._reject(CloseCode.SERVER_ERROR, "server error")
@@ -139,7 +144,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             "Closing socket of user %s with %s: %s", self.connection.user_id, code.name, reason
         )
         self._leave_room()
-        self.connection.close(code)
+        self.connection.close(code, reason)
 
     def _leave_room(self) -> None:
         room, self.room = self.room, None
@@ -149,7 +154,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     async def _write_forever(self, connection: SocketConnection) -> None:
         while True:
             item = await connection.outbox.get()
-            if isinstance(item, int):
-                await self.close(code=item)
+            if isinstance(item, tuple):
+                code, reason = item
+                await self.close(code=code, reason=reason or None)
                 return
             await self.send(bytes_data=item)

@@ -43,6 +43,12 @@ def notify_title(document_id: uuid.UUID, title: str) -> None:
     _send(document_id, {"type": "room.title", "title": title})
 
 
+def notify_access_changed(document_id: uuid.UUID) -> None:
+    """Tell the document's live rooms (on every process) to re-check who may read and
+    write it. Call it from `transaction.on_commit`."""
+    _send(document_id, {"type": "room.access"})
+
+
 def _send(document_id: uuid.UUID, message: dict[str, object]) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -58,14 +58,27 @@ class CloseCode(IntEnum):
     NOT_SIGNED_IN = 4401
     ACCESS_REVOKED = 4403
     DOCUMENT_GONE = 4404
-    TOO_LARGE = 4413
-    TOO_SLOW = 4429
+    TOO_SLOW = 4408
     """More frames queued for the socket than it reads: it is not keeping up."""
+    TOO_LARGE = 4413
+    """A frame, or the document it would grow, is over its size limit."""
+    RATE_LIMITED = 4429
     SERVER_ERROR = 4500
 
 
 class ProtocolError(ValueError):
-    """A frame that is not a well-formed message of the protocol."""
+    """A frame that is not a well-formed message of the protocol, or that the socket
+    may not send; its socket is closed with `close_code`."""
+
+    close_code = CloseCode.BAD_MESSAGE
+
+
+class RateLimited(ProtocolError):
+    close_code = CloseCode.RATE_LIMITED
+
+
+class TooLarge(ProtocolError):
+    close_code = CloseCode.TOO_LARGE
 
 
 @dataclass(frozen=True, slots=True)

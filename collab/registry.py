@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from channels.db import database_sync_to_async
@@ -116,6 +117,8 @@ class RoomRegistry:
                 room.heal_soon()
             room.lag_seen = last_seqs[room.document_id]
             room.adopt_stale()
+            if time.monotonic() - room.rechecked_at >= conf.ACCESS_RECHECK_SECONDS:
+                room.recheck_soon()
             keep = {m.client_id for m in room.members.values() if m.client_id is not None}
             stale = room.awareness.stale(conf.AWARENESS_TIMEOUT_SECONDS, keep=keep)
             if stale:

@@ -19,9 +19,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 from pycrdt import Doc
 
@@ -29,6 +30,7 @@ from collab import protocol
 from collab.awareness import AwarenessTable, decode_entries, encode_entries
 from collab.conf import conf
 from collab.journal import Journal, PendingWrite
+from collab.limits import TokenBucket
 from collab.persistence import (
     DocumentGone,
     StoredDocument,
@@ -36,9 +38,11 @@ from collab.persistence import (
     afetch_missing,
     aload_document,
 )
-from collab.protocol import CloseCode, MessageType, SyncStep
+from collab.protocol import CloseCode, MessageType, RateLimited, SyncStep, TooLarge
 from collab.sequences import RemoteUpdate, SequenceTracker
+from collab.sessions import signed_in
 from collab.updates import InvalidUpdate, check_update, decode_state_vector
+from documents.access import writers_and_readers
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +54,13 @@ OUTBOX_LIMIT = 10_000
 
 class Connection(Protocol):
     user_id: int | None
+    session_key: str | None
     can_write: bool
     extensions: bool
 
     def send(self, frame: bytes) -> None: ...
 
-    def close(self, code: int) -> None: ...
+    def close(self, code: int, reason: str = "") -> None: ...
 
 
 @dataclass(eq=False)
@@ -68,6 +73,18 @@ class Member:
     writes_received: int = 0
     writes_committed: int = 0
     denied_notice_sent: bool = False
+    update_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.UPDATE_RATE))
+    awareness_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.AWARENESS_RATE))
+
+
+@database_sync_to_async
+def standing_now(
+    document_id: uuid.UUID, sessions: dict[str, int], user_ids: set[int]
+) -> tuple[set[int], set[int], set[str]]:
+    """Who of `user_ids` may write and read the document, and which sessions are
+    still signed in."""
+    writers, readers = writers_and_readers(document_id, user_ids)
+    return writers, readers, signed_in(sessions)
 
 
 def group_name(document_id: uuid.UUID) -> str:
@@ -123,9 +140,13 @@ class Room:
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
         self._published = 0
         self._compacted_through = 0
+        self.approx_bytes = 0
+        """Stored bytes of the document, roughly: what the size limit is checked against."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heal_task: asyncio.Task[None] | None = None
         self._compact_task: asyncio.Task[None] | None = None
+        self._recheck_task: asyncio.Task[None] | None = None
+        self.rechecked_at = time.monotonic()
         self._rebuild_lock = asyncio.Lock()
         self.rebuilding: asyncio.Task[None] | None = None
 
@@ -145,6 +166,7 @@ class Room:
 
     def _load(self, stored: StoredDocument) -> None:
         self.doc = build_doc(stored.updates, self.document_id)
+        self.approx_bytes = sum(len(update) for update in stored.updates)
         self.sequences.reset(stored.watermark)
         self._compacted_through = stored.state_seq
 
@@ -210,6 +232,10 @@ class Room:
         if member is None:
             return
         message = protocol.parse_message(frame)
+        if message.is_write and not member.update_bucket.take():
+            raise RateLimited("too many updates")
+        if message.type is MessageType.AWARENESS and not member.awareness_bucket.take():
+            raise RateLimited("too many presence updates")
         if message.type is MessageType.SYNC:
             if message.step is SyncStep.STEP1:
                 decode_state_vector(message.payload)
@@ -241,6 +267,9 @@ class Room:
             # Nothing to store, but it is acknowledged in order with the others.
             self.journal.append(PendingWrite(None, connection.user_id, member))
             return
+        if self.approx_bytes + len(update) > conf.MAX_DOCUMENT_BYTES:
+            connection.send(protocol.permission_denied("document too large"))
+            raise TooLarge("the document is at its size limit")
         if len(update) > LARGE_UPDATE_BYTES:
             await asyncio.to_thread(check_update, update, max_depth=conf.MAX_NESTING_DEPTH)
         else:
@@ -253,6 +282,7 @@ class Room:
             )
             self.rebuild_soon()
             raise InvalidUpdate("update could not be applied") from None
+        self.approx_bytes += len(update)
         frame = protocol.sync_update(update)
         for other in self.members:
             if other is not connection:
@@ -279,11 +309,21 @@ class Room:
             )
         # y-websocket clients echo other clients' states back; only a connection's own
         # entry is taken from it, so nobody can speak for somebody else's cursor.
-        own = [entry for entry in entries if entry.client_id == member.client_id]
-        if own:
-            update = encode_entries(own)
-            self.awareness.apply(own)
-            self._spread_awareness(update, publish=True)
+        own = [
+            entry
+            for entry in entries
+            if entry.client_id == member.client_id and len(entry.state) <= conf.MAX_AWARENESS_BYTES
+        ]
+        if not own:
+            return
+        update = encode_entries(own)
+        if not member.connection.can_write and not conf.VIEWER_PRESENCE:
+            # Hidden from others, but echoed: y-websocket clients that hear nothing
+            # for 30 seconds reconnect.
+            member.connection.send(protocol.awareness(update))
+            return
+        self.awareness.apply(own)
+        self._spread_awareness(update, publish=True)
 
     def _spread_awareness(self, update: bytes, *, publish: bool) -> None:
         # Sent back to its sender too: y-websocket clients treat it as a keep-alive.
@@ -346,6 +386,7 @@ class Room:
         except Exception:
             logger.exception("Compacting document %s failed", self.document_id)
             return
+        self.approx_bytes = result.state_bytes
         logger.info(
             "Compacted document %s: %d rows folded, %d kept, state %d bytes",
             self.document_id,
@@ -407,6 +448,8 @@ class Room:
             ):
                 self.heal_soon()
             self._maybe_compact(message["last"])
+        elif kind == "room.access":
+            self.recheck_soon()
         elif kind == "room.title":
             frame = protocol.title(message["title"])
             for connection in self.members:
@@ -427,6 +470,32 @@ class Room:
         frame = protocol.sync_update(update)
         for connection in self.members:
             connection.send(frame)
+
+    # Access
+
+    def recheck_soon(self) -> None:
+        if self._recheck_task is None or self._recheck_task.done():
+            self._recheck_task = self._spawn(self.recheck_access())
+
+    async def recheck_access(self) -> None:
+        """Bring live sockets in line with access rules and sessions: close those that
+        lost access (4403) or were signed out (4401), downgrade or upgrade the rest."""
+        self.rechecked_at = time.monotonic()
+        connections = list(self.members)
+        if not connections:
+            return
+        sessions = {c.session_key: c.user_id for c in connections if c.session_key and c.user_id}
+        user_ids = {c.user_id for c in connections if c.user_id is not None}
+        writers, readers, alive = await standing_now(self.document_id, sessions, user_ids)
+        for connection in connections:
+            if connection not in self.members:
+                continue
+            if connection.session_key is not None and connection.session_key not in alive:
+                connection.close(CloseCode.NOT_SIGNED_IN, "signed out")
+            elif connection.user_id not in readers:
+                connection.close(CloseCode.ACCESS_REVOKED, "access revoked")
+            else:
+                connection.can_write = connection.user_id in writers
 
     # Healing
 

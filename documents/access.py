@@ -2,8 +2,9 @@
 Who may read and who may write a document: the one place that decides.
 
 Views call `get_document_for_user` / `get_editable_document_for_user`; the WebSocket
-consumer calls `aget_document_access`. For now the owner and staff may read and write;
-sharing adds roles here, not at the call sites.
+consumer calls `aget_document_access` and rooms re-check live sockets with
+`writers_and_readers`. The owner and editors may write; viewers may read; staff may
+read and write every document (they administer the site); nobody else gets in.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from documents.models import Document
+from documents.models import Document, Membership, Role
 
 AnyUser: TypeAlias = AbstractBaseUser | AnonymousUser
 
@@ -30,14 +32,57 @@ class DocumentAccess:
     can_write: bool
 
 
-def can_read(user: AnyUser, document: Document) -> bool:
+OWNER = "owner"
+
+
+def role_for(user: AnyUser, document: Document) -> str | None:
+    """ "owner", "editor", "viewer" or None. A person with several memberships (direct
+    and through links) has the strongest of their roles."""
     if not user.is_authenticated:
-        return False
-    return bool(user.is_staff) or document.owner_id == user.pk
+        return None
+    if document.owner_id == user.pk:
+        return OWNER
+    if user.is_staff:
+        return Role.EDITOR
+    roles = set(
+        Membership.objects.filter(document=document, user=user).values_list("role", flat=True)
+    )
+    if Role.EDITOR in roles:
+        return Role.EDITOR
+    if Role.VIEWER in roles:
+        return Role.VIEWER
+    return None
+
+
+def can_read(user: AnyUser, document: Document) -> bool:
+    return role_for(user, document) is not None
 
 
 def can_write(user: AnyUser, document: Document) -> bool:
-    return can_read(user, document)
+    return role_for(user, document) in (OWNER, Role.EDITOR)
+
+
+def writers_and_readers(document_id: uuid.UUID, user_ids: set[int]) -> tuple[set[int], set[int]]:
+    """Of `user_ids`, those who may write the document and those who may read it, in
+    two queries whatever their number; both empty when the document is gone or trashed.
+    Rooms call it to bring live sockets in line with access changes."""
+    document = Document.objects.filter(pk=document_id, deleted_at__isnull=True).first()
+    if document is None:
+        return set(), set()
+    staff = set(
+        get_user_model()
+        .objects.filter(pk__in=user_ids, is_staff=True, is_active=True)
+        .values_list("pk", flat=True)
+    )
+    writers = {document.owner_id} | staff
+    readers = set(writers)
+    for user_id, role in Membership.objects.filter(
+        document=document, user_id__in=user_ids
+    ).values_list("user_id", "role"):
+        readers.add(user_id)
+        if role == Role.EDITOR:
+            writers.add(user_id)
+    return writers & user_ids, readers & user_ids
 
 
 def get_document_access(user: AnyUser, pk: uuid.UUID | str) -> DocumentAccess | None:
@@ -51,9 +96,10 @@ def get_document_access(user: AnyUser, pk: uuid.UUID | str) -> DocumentAccess | 
         document = Document.objects.get(pk=pk, deleted_at__isnull=True)
     except (Document.DoesNotExist, ValidationError, ValueError):
         return None
-    if not can_read(user, document):
+    role = role_for(user, document)
+    if role is None:
         return None
-    return DocumentAccess(document=document, can_write=can_write(user, document))
+    return DocumentAccess(document=document, can_write=role in (OWNER, Role.EDITOR))
 
 
 aget_document_access = sync_to_async(get_document_access)
@@ -75,11 +121,14 @@ def get_editable_document_for_user(user: AnyUser, pk: uuid.UUID | str) -> Docume
 
 
 def documents_for_user(user: AnyUser) -> QuerySet[Document]:
-    """The live (not trashed) documents `user` may read, for listings. Documents shared
-    with the user join this queryset when sharing exists; listings split it by owner."""
+    """The live (not trashed) documents `user` may read, for listings: their own and
+    those shared with them; listings split it by owner."""
     if not user.is_authenticated:
         return Document.objects.none()
-    return Document.objects.filter(owner=user, deleted_at__isnull=True)
+    shared = Membership.objects.filter(user=user).values("document_id")
+    return Document.objects.filter(
+        Q(owner=user) | Q(pk__in=shared), deleted_at__isnull=True
+    ).distinct()
 
 
 def can_trash(user: AnyUser, document: Document) -> bool:

@@ -15,6 +15,7 @@ from collab.protocol import MessageType, SyncStep
 class FakeConnection:
     def __init__(self, *, user_id: int | None = None, can_write: bool = True) -> None:
         self.user_id = user_id
+        self.session_key: str | None = None
         self.can_write = can_write
         self.extensions = True
         self.frames: list[bytes] = []
@@ -44,7 +45,7 @@ class FakeConnection:
                         self.presence[entry.client_id] = entry.state
         self._changed.set()
 
-    def close(self, code: int) -> None:
+    def close(self, code: int, reason: str = "") -> None:
         self.closed_with = code
         self._changed.set()
 
