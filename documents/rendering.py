@@ -383,8 +383,10 @@ def _prefixes(block: Block, markdown: bool) -> tuple[str, str]:
             marker = "- [x] " if c.checked else "- [ ] "
         else:
             marker = "- "
-        first += marker if c.first else " " * len(marker)
-        rest += " " * len(marker)
+        # A task's "[ ] " is part of its content: following lines align after "- ".
+        width = 2 if c.kind == "task" else len(marker)
+        first += marker if c.first else " " * width
+        rest += " " * width
     return first, rest
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from documents import views
+from documents import history_views, views
 
 app_name = "documents"
 
@@ -17,4 +17,15 @@ urlpatterns = [
     path("trash/", views.trash, name="trash"),
     # Here rather than under /accounts/ because editor/urls.py is not this app's to edit.
     path("signup/", views.sign_up, name="signup"),
+    # History (issue 4): documents/history_views.py
+    path("<uuid:pk>/history/", history_views.history, name="history"),
+    path("<uuid:pk>/history/name/", history_views.version_name, name="version_name"),
+    path("<uuid:pk>/history/<int:version_id>/", history_views.version_detail, name="version"),
+    path(
+        "<uuid:pk>/history/<int:version_id>/restore/",
+        history_views.version_restore,
+        name="version_restore",
+    ),
+    path("<uuid:pk>/compare/", history_views.compare, name="compare"),
+    path("<uuid:pk>/export.<str:fmt>", history_views.export, name="export"),
 ]
