@@ -46,6 +46,9 @@ class SocketConnection:
             return
         if self.outbox.qsize() >= conf.SEND_QUEUE_LIMIT:
             logger.warning("Closing the socket of user %s: it is not reading", self.user_id)
+            # What it has not read yet is dropped: its client resyncs on reconnect.
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
             self.close(CloseCode.TOO_SLOW)
             return
         self.outbox.put_nowait(frame)
@@ -54,8 +57,7 @@ class SocketConnection:
         if self.closed:
             return
         self.closed = True
-        while not self.outbox.empty():
-            self.outbox.get_nowait()
+        # Queued after what was already sent its way (an error notice, say).
         self.outbox.put_nowait((code, reason))
 
 

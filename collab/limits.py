@@ -13,14 +13,15 @@ class TokenBucket:
     rate: float
     burst: float
     tokens: float = field(init=False)
-    stamp: float = field(init=False, default_factory=time.monotonic)
+    stamp: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
     def take(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        if self.stamp is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1:
             return False

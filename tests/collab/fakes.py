@@ -60,12 +60,12 @@ class FakeConnection:
                 await self._changed.wait()
 
 
-def typed(*chunks: str, client_id: int = 1) -> list[bytes]:
-    """The updates a client produces typing `chunks` into text "t" one by one."""
+def typed(*chunks: str, client_id: int = 1, name: str = "t") -> list[bytes]:
+    """The updates a client produces typing `chunks` into text `name` one by one."""
     doc = Doc(client_id=client_id)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
-    text = doc.get("t", type=Text)
+    text = doc.get(name, type=Text)
     for chunk in chunks:
         text += chunk
     return updates
