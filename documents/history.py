@@ -128,7 +128,8 @@ def take_version(
                     return None
                 continue
             if previous is not None and _same_content(previous, content):
-                return _reuse(previous, content, kind=kind, name=name)
+                reused = _reuse(previous, content, kind=kind, name=name)
+                return None if kind == Kind.AUTO else reused
             version = DocumentVersion.objects.create(
                 document_id=document_id,
                 kind=kind,
