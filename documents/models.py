@@ -150,7 +150,9 @@ class Membership(models.Model):
                 condition=models.Q(link__isnull=True),
                 name="one_direct_membership",
             ),
-            models.UniqueConstraint(fields=["document", "user", "link"], name="one_link_membership"),
+            models.UniqueConstraint(
+                fields=["document", "user", "link"], name="one_link_membership"
+            ),
         ]
 
     def __str__(self) -> str:

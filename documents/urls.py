@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from documents import history_views, views
+from documents import history_views, sharing_views, views
 
 app_name = "documents"
 
@@ -28,4 +28,20 @@ urlpatterns = [
     ),
     path("<uuid:pk>/compare/", history_views.compare, name="compare"),
     path("<uuid:pk>/export.<str:fmt>", history_views.export, name="export"),
+    # Sharing (issue 5): documents/sharing_views.py
+    path("<uuid:pk>/share/", sharing_views.share_panel, name="share"),
+    path("<uuid:pk>/share/closed/", sharing_views.share_closed, name="share_closed"),
+    path("<uuid:pk>/share/people/", sharing_views.share_person, name="share_person"),
+    path(
+        "<uuid:pk>/share/people/<int:user_id>/",
+        sharing_views.change_person,
+        name="change_person",
+    ),
+    path("<uuid:pk>/share/links/", sharing_views.create_link, name="create_link"),
+    path(
+        "<uuid:pk>/share/links/<int:link_id>/revoke/",
+        sharing_views.revoke_link,
+        name="revoke_link",
+    ),
+    path("join/<str:token>/", sharing_views.join, name="join"),
 ]
