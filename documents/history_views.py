@@ -128,7 +128,11 @@ def compare(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     new_blocks = to_blocks(load_fragment(_state(document, newer)))
     changes = diff_blocks(old_blocks, new_blocks)
     added, removed = count_changes(changes)
-    versions = versions_for_history(document).only("id", "created_at", "name", "kind")[:200]
+    versions = (
+        DocumentVersion.objects.filter(document=document)
+        .order_by("-created_at", "-id")
+        .only("id", "created_at", "name")[:200]
+    )
     return render(
         request,
         "documents/compare.html",

@@ -101,3 +101,41 @@ def assert_inert_markdown(text: str) -> None:
     unescaped_tags = re.findall(r"(?<!\\)<(?!/?u>)[a-zA-Z/!]", text)
     assert not unescaped_tags, unescaped_tags
     assert not re.search(r"\]\(\s*<?\s*(javascript|data|vbscript)", text, re.I)
+
+
+class _PageCollector(_Collector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_script = False
+        self.script_text: list[str] = []
+        self.scripts: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        super().handle_starttag(tag, attrs)
+        if tag == "script":
+            self.scripts.append(dict(attrs))
+            self.in_script = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self.in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self.in_script:
+            self.script_text.append(data)
+
+
+def assert_inert_page(html: str) -> None:
+    """A whole page: only the site's own external scripts, no inline script, no event
+    handler attributes, no script URLs, no hostile element from the document."""
+    parser = _PageCollector()
+    parser.feed(html)
+    parser.close()
+    for script in parser.scripts:
+        assert (script.get("src") or "").startswith("/static/"), script
+    assert not "".join(parser.script_text).strip()
+    assert not {"iframe", "svg", "img", "object", "embed"} & set(parser.tags)
+    for name, value in parser.attrs:
+        assert not name.startswith("on"), (name, value)
+        if name in ("href", "src", "action", "formaction"):
+            assert not re.match(r"\s*(javascript|data|vbscript):", value or "", re.I), value
