@@ -151,6 +151,11 @@ class NodeClient:
     def set_presence(self, name: str, color: str) -> None:
         self.request("setPresence", user={"name": name, "color": color})
 
+    def renew_presence(self, every: float) -> None:
+        """Re-announce the local presence every `every` seconds (y-protocols does it every
+        15 s), so a short server-side presence timeout never drops a live client."""
+        self.request("renewPresence", intervalMs=int(every * 1000))
+
     def presence(self) -> list[dict[str, Any]]:
         """The remote awareness states this client holds: [{clientID, state}]."""
         return list(self.request("presence")["states"])

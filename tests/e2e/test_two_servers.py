@@ -166,6 +166,40 @@ def test_edits_presence_abrupt_disconnect_and_late_joiner_across_processes(
     on_b.wait_text(equals=final + " Bye.")
 
 
+def test_presence_of_a_crashed_servers_client_expires_on_the_other_process(
+    start_server: StartServer,
+    node_clients: NodeClients,
+    document: Document,
+    alice: AbstractUser,
+) -> None:
+    # A server killed with kill -9 never announces that its clients left. The other
+    # process drops their presence once it was not renewed for the presence timeout, and
+    # its own clients must hear of it (not keep a ghost until y-protocols' own 30 s).
+    timeout = 1.5
+    env = {"COLLAB_AWARENESS_TIMEOUT_SECONDS": str(timeout)}
+    server_a, server_b = start_server("a", env=env), start_server("b", env=env)
+    on_a, on_b = node_clients("on-a"), node_clients("on-b")
+    join(on_a, server_a, document, alice)
+    join(on_b, server_b, document, alice)
+    on_a.set_presence("Ann", "#e11d48")
+    on_a.renew_presence(every=0.25)
+    on_b.wait_presence("Ann")
+    # While Ann's process lives and she renews, B keeps her well past the timeout (this
+    # loop checks that a state holds for a while; it synchronises nothing).
+    holds_until = time.monotonic() + 1.5 * timeout
+    while time.monotonic() < holds_until:
+        presence_of(on_b.presence(), "Ann")
+        time.sleep(0.1)
+
+    server_a.kill()  # Ann's browser lives on (it keeps trying to reconnect to A)
+    on_b.wait_presence("Ann", present=False, timeout=timeout + 3)
+    # And B no longer hands the ghost to newcomers.
+    late = node_clients("late")
+    join(late, server_b, document, alice)
+    names = [(e["state"] or {}).get("user", {}).get("name") for e in late.presence()]
+    assert "Ann" not in names, late.presence()
+
+
 def test_both_servers_restarted_gracefully_serve_the_full_document(
     start_server: StartServer,
     node_clients: NodeClients,

@@ -31,6 +31,8 @@ let provider = null
 let events = []
 /** HTTP status of the last refused handshake, if any. */
 let refusedStatus = null
+/** Interval timer of renewPresence, if running. */
+let renewTimer = null
 
 const now = () => Date.now()
 
@@ -179,6 +181,16 @@ const commands = {
     return { ok: true }
   },
 
+  // y-protocols renews the local state every 15 s (outdatedTimeout / 2); this renews it
+  // faster, exactly the same way, so that a test can use a short server-side presence
+  // timeout without a live client ever looking stale.
+  async renewPresence (args) {
+    const p = requireProvider()
+    if (renewTimer !== null) clearInterval(renewTimer)
+    renewTimer = setInterval(() => p.awareness.setLocalState(p.awareness.getLocalState()), args.intervalMs)
+    return { ok: true }
+  },
+
   async presence () {
     return { ok: true, states: remoteStates() }
   },
@@ -220,6 +232,8 @@ const commands = {
   },
 
   async disconnect () {
+    if (renewTimer !== null) clearInterval(renewTimer)
+    renewTimer = null
     if (provider !== null) {
       provider.destroy()
       provider = null
