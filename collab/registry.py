@@ -122,7 +122,7 @@ class RoomRegistry:
             keep = {m.client_id for m in room.members.values() if m.client_id is not None}
             stale = room.awareness.stale(conf.AWARENESS_TIMEOUT_SECONDS, keep=keep)
             if stale:
-                room.awareness.remove(stale)
+                room.expire_presence(stale)
         # Automatic history versions of the open documents (one query when none is due).
         await database_sync_to_async(take_due_versions)(list(last_seqs))
 

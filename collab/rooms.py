@@ -325,6 +325,13 @@ class Room:
         self.awareness.apply(own)
         self._spread_awareness(update, publish=True)
 
+    def expire_presence(self, client_ids: list[int]) -> None:
+        """Drop presence nobody renewed and tell the local clients, or they show it until
+        their own timeout. Not published: every process runs this check on its own table."""
+        removal = self.awareness.remove(client_ids)
+        if removal is not None:
+            self._spread_awareness(removal, publish=False)
+
     def _spread_awareness(self, update: bytes, *, publish: bool) -> None:
         # Sent back to its sender too: y-websocket clients treat it as a keep-alive.
         frame = protocol.awareness(update)
