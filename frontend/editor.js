@@ -6,11 +6,13 @@ import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCaret from '@tiptap/extension-collaboration-caret'
 import { TaskItem, TaskList } from '@tiptap/extension-list'
+import { yUndoPluginKey } from '@tiptap/y-tiptap'
 import * as decoding from 'lib0/decoding'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import * as Y from 'yjs'
 
+import { throttleAwareness } from './awareness-throttle.js'
 import { cacheName, SESSION_CHANNEL, whenStored } from './offline-cache.js'
 import { bindPresence } from './presence.js'
 import { describeStatus, MESSAGE_SAVED, SaveTracker, STATUS } from './save-status.js'
@@ -30,6 +32,7 @@ function start (root) {
     ydoc,
     { params: { extensions: '1' }, WebSocketPolyfill: tracker.webSocketClass() },
   )
+  throttleAwareness(provider)
   provider.messageHandlers[MESSAGE_SAVED] = (encoder, decoder) => tracker.handleSaved(encoder, decoder)
   provider.messageHandlers[MESSAGE_TITLE] = (_encoder, decoder) => {
     const title = decoding.readVarString(decoder)
@@ -59,11 +62,16 @@ function start (root) {
   const statusLine = root.querySelector('[data-status]')
   let storedLocally = true
   let signedOut = false
+  // Every status shown, in order, for the browser tests ("Saved" never before the commit).
+  const statusLog = []
   const renderStatus = () => {
     const text = signedOut
       ? STATUS.signedOut
       : describeStatus(provider, tracker, { storedLocally, online: navigator.onLine })
-    if (statusLine.textContent !== text) statusLine.textContent = text
+    if (statusLine.textContent !== text) {
+      statusLine.textContent = text
+      statusLog.push(text)
+    }
     statusLine.dataset.state = Object.keys(STATUS).find((key) => STATUS[key] === text)
   }
   ydoc.on('update', (_update, origin) => {
@@ -120,7 +128,15 @@ function start (root) {
   })
 
   // Handles for the browser tests and for debugging from the console.
-  window.collab = { editor, ydoc, provider, persistence, tracker }
+  window.collab = {
+    editor,
+    ydoc,
+    provider,
+    persistence,
+    tracker,
+    statusLog,
+    get undoManager () { return yUndoPluginKey.getState(editor.state)?.undoManager },
+  }
 }
 
 const root = document.querySelector('[data-editor]')

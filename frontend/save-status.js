@@ -28,6 +28,8 @@ export class SaveTracker {
     this.committed = 0
     this.everConnected = false
     this.failedAttempts = 0
+    this.socketsOpened = 0
+    this.socketsClosed = 0
     // Local edits made while no socket was open; they travel in the next sync step 2.
     this.unsentOfflineEdits = false
     this.listeners = new Set()
@@ -61,12 +63,14 @@ export class SaveTracker {
     let opened = false
     socket.addEventListener('open', () => {
       opened = true
+      this.socketsOpened++
       this.everConnected = true
       this.failedAttempts = 0
       this._changed()
     })
     socket.addEventListener('close', () => {
-      if (!opened) this.failedAttempts++
+      if (opened) this.socketsClosed++
+      else this.failedAttempts++
       this._changed()
     })
   }
