@@ -1,4 +1,5 @@
-// Loaded on every page: clears this device's document caches before signing out.
+// Loaded on every page: clears this device's document caches before signing out, and
+// resets forms after a successful htmx submit (hx-on would need 'unsafe-eval' under the CSP).
 import { clearDocumentCaches } from './offline-cache.js'
 
 document.addEventListener('submit', (event) => {
@@ -10,4 +11,13 @@ document.addEventListener('submit', (event) => {
     form.dataset.cleared = 'true'
     form.submit()
   })
+})
+
+document.addEventListener('htmx:afterRequest', (event) => {
+  const form = event.detail.elt
+  if (!event.detail.successful || !(form instanceof HTMLFormElement)) return
+  if (!form.hasAttribute('data-reset-after')) return
+  form.reset()
+  const other = form.dataset.resetAfter && document.querySelector(form.dataset.resetAfter)
+  if (other instanceof HTMLFormElement) other.reset()
 })
