@@ -72,8 +72,15 @@ class Settings:
         return (float(settings.COLLAB_UPDATES_PER_SECOND), float(settings.COLLAB_UPDATES_BURST))
 
     @property
+    def FRAME_RATE(self) -> tuple[float, float]:
+        """(per second, burst) of frames of any kind one socket may send (flood guard:
+        stock clients echo everybody's presence, so this sits well above the others)."""
+        return (float(settings.COLLAB_FRAMES_PER_SECOND), float(settings.COLLAB_FRAMES_BURST))
+
+    @property
     def AWARENESS_RATE(self) -> tuple[float, float]:
-        """(per second, burst) of presence updates one socket may send."""
+        """(per second, burst) of a socket's own presence updates; faster ones are
+        coalesced (the newest is sent when the rate allows), not refused."""
         return (
             float(settings.COLLAB_AWARENESS_PER_SECOND),
             float(settings.COLLAB_AWARENESS_BURST),

@@ -27,7 +27,7 @@ from channels.layers import BaseChannelLayer
 from pycrdt import Doc
 
 from collab import protocol
-from collab.awareness import AwarenessTable, decode_entries, encode_entries
+from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries
 from collab.conf import conf
 from collab.journal import Journal, PendingWrite
 from collab.limits import TokenBucket
@@ -74,17 +74,19 @@ class Member:
     writes_committed: int = 0
     denied_notice_sent: bool = False
     update_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.UPDATE_RATE))
-    awareness_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.AWARENESS_RATE))
+    presence_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.AWARENESS_RATE))
+    frame_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.FRAME_RATE))
+    held_presence: list[Entry] | None = None
+    """The newest own presence that came faster than the presence rate; sent later."""
 
 
 @database_sync_to_async
 def standing_now(
     document_id: uuid.UUID, sessions: dict[str, int], user_ids: set[int]
-) -> tuple[set[int], set[int], set[str]]:
-    """Who of `user_ids` may write and read the document, and which sessions are
-    still signed in."""
-    writers, readers = writers_and_readers(document_id, user_ids)
-    return writers, readers, signed_in(sessions)
+) -> tuple[tuple[set[int], set[int]] | None, set[str]]:
+    """Who of `user_ids` may write and read the document (None when it is gone or in
+    the trash), and which sessions are still signed in."""
+    return writers_and_readers(document_id, user_ids), signed_in(sessions)
 
 
 def group_name(document_id: uuid.UUID) -> str:
@@ -231,11 +233,11 @@ class Room:
         member = self.members.get(connection)
         if member is None:
             return
+        if not member.frame_bucket.take():
+            raise RateLimited("too many messages")
         message = protocol.parse_message(frame)
         if message.is_write and not member.update_bucket.take():
             raise RateLimited("too many updates")
-        if message.type is MessageType.AWARENESS and not member.awareness_bucket.take():
-            raise RateLimited("too many presence updates")
         if message.type is MessageType.SYNC:
             if message.step is SyncStep.STEP1:
                 decode_state_vector(message.payload)
@@ -316,6 +318,23 @@ class Room:
         ]
         if not own:
             return
+        if not member.presence_bucket.take():
+            # Cursors move faster than anyone needs to see: keep the newest, send it
+            # once the rate allows, never close a socket over it.
+            if member.held_presence is None:
+                delay = 1 / conf.AWARENESS_RATE[0]
+                asyncio.get_running_loop().call_later(delay, self._release_presence, member)
+            member.held_presence = own
+            self.stats["presence_coalesced"] += 1
+            return
+        self._publish_presence(member, own)
+
+    def _release_presence(self, member: Member) -> None:
+        held, member.held_presence = member.held_presence, None
+        if held is not None and member.connection in self.members:
+            self._publish_presence(member, held)
+
+    def _publish_presence(self, member: Member, own: list[Entry]) -> None:
         update = encode_entries(own)
         if not member.connection.can_write and not conf.VIEWER_PRESENCE:
             # Hidden from others, but echoed: y-websocket clients that hear nothing
@@ -493,11 +512,14 @@ class Room:
             return
         sessions = {c.session_key: c.user_id for c in connections if c.session_key and c.user_id}
         user_ids = {c.user_id for c in connections if c.user_id is not None}
-        writers, readers, alive = await standing_now(self.document_id, sessions, user_ids)
+        access, alive = await standing_now(self.document_id, sessions, user_ids)
+        writers, readers = access if access is not None else (set(), set())
         for connection in connections:
             if connection not in self.members:
                 continue
-            if connection.session_key is not None and connection.session_key not in alive:
+            if access is None:
+                connection.close(CloseCode.DOCUMENT_GONE, "document deleted")
+            elif connection.session_key is not None and connection.session_key not in alive:
                 connection.close(CloseCode.NOT_SIGNED_IN, "signed out")
             elif connection.user_id not in readers:
                 connection.close(CloseCode.ACCESS_REVOKED, "access revoked")

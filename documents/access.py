@@ -62,13 +62,15 @@ def can_write(user: AnyUser, document: Document) -> bool:
     return role_for(user, document) in (OWNER, Role.EDITOR)
 
 
-def writers_and_readers(document_id: uuid.UUID, user_ids: set[int]) -> tuple[set[int], set[int]]:
+def writers_and_readers(
+    document_id: uuid.UUID, user_ids: set[int]
+) -> tuple[set[int], set[int]] | None:
     """Of `user_ids`, those who may write the document and those who may read it, in
-    two queries whatever their number; both empty when the document is gone or trashed.
+    three queries whatever their number; None when the document is gone or trashed.
     Rooms call it to bring live sockets in line with access changes."""
     document = Document.objects.filter(pk=document_id, deleted_at__isnull=True).first()
     if document is None:
-        return set(), set()
+        return None
     staff = set(
         get_user_model()
         .objects.filter(pk__in=user_ids, is_staff=True, is_active=True)

@@ -22,7 +22,8 @@ class SharingError(ValueError):
     """A sharing request that cannot be carried out; the message is for the user."""
 
 
-def _access_changed(document: Document) -> None:
+def access_changed(document: Document) -> None:
+    """Have live sockets of the document re-checked once the transaction commits."""
     # The one upward call from documents to collab, made after the commit (see
     # ARCHITECTURE.md "Dependency direction").
     from collab.edits import notify_access_changed
@@ -51,7 +52,7 @@ def share_with(document: Document, identifier: str, role: str) -> Membership:
     membership, _ = Membership.objects.update_or_create(
         document=document, user=user, link=None, defaults={"role": Role(role)}
     )
-    _access_changed(document)
+    access_changed(document)
     return membership
 
 
@@ -59,7 +60,7 @@ def share_with(document: Document, identifier: str, role: str) -> Membership:
 def remove_person(document: Document, user_id: int) -> None:
     """Take away every role the person has on the document, links included."""
     Membership.objects.filter(document=document, user_id=user_id).delete()
-    _access_changed(document)
+    access_changed(document)
 
 
 @transaction.atomic
@@ -74,7 +75,7 @@ def transfer_ownership(document: Document, new_owner_id: int) -> None:
     Membership.objects.update_or_create(
         document=document, user_id=previous, link=None, defaults={"role": Role.EDITOR}
     )
-    _access_changed(document)
+    access_changed(document)
 
 
 @transaction.atomic
@@ -89,7 +90,7 @@ def revoke_link(link: ShareLink) -> None:
     """Delete the link and, with it, the access of everyone who came through it."""
     document = link.document
     link.delete()
-    _access_changed(document)
+    access_changed(document)
 
 
 @transaction.atomic

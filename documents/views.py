@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from documents import sharing
 from documents.access import (
     documents_for_user,
     get_document_for_user,
@@ -187,6 +188,8 @@ def document_delete(request: HtmxHttpRequest, pk: uuid.UUID) -> HttpResponse:
     document = get_owned_document_for_user(request.user, pk)
     document.deleted_at = timezone.now()
     document.save(update_fields=["deleted_at"])
+    # Open editors are closed with "document gone", on every process.
+    sharing.access_changed(document)
     if request.htmx:
         return render(request, "documents/_row_trashed.html", {"document": document})
     return redirect("documents:list")

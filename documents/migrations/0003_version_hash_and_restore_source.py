@@ -5,20 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('documents', '0002_trash_and_versions'),
+        ("documents", "0002_trash_and_versions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='documentversion',
-            name='content_hash',
+            model_name="documentversion",
+            name="content_hash",
             field=models.CharField(blank=True, editable=False, max_length=64),
         ),
         migrations.AddField(
-            model_name='documentversion',
-            name='restored_from',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='documents.documentversion'),
+            model_name="documentversion",
+            name="restored_from",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="documents.documentversion",
+            ),
         ),
     ]

@@ -14,7 +14,13 @@ from collab.limits import TokenBucket
 from collab.protocol import CloseCode
 from collab.registry import registry
 from documents.models import Document, Role
-from documents.sharing import create_link, join_via_link, remove_person, share_with
+from documents.sharing import (
+    access_changed,
+    create_link,
+    join_via_link,
+    remove_person,
+    share_with,
+)
 from tests.collab.conftest import Connect
 from tests.collab.fakes import typed
 from tests.collab.test_consumers import stored_text
@@ -189,3 +195,35 @@ async def test_oversized_presence_is_ignored(
     watcher = await ws_connect(alice, document)
     await watcher.until(lambda: big.doc.client_id in watcher.awareness)
     assert watcher.awareness[big.doc.client_id] == '{"user":{"name":"small"}}'
+
+
+async def test_fast_presence_is_coalesced_not_refused(
+    ws_connect: Connect, alice: AbstractUser, document: Document
+) -> None:
+    mover = await ws_connect(alice, document)
+    watcher = await ws_connect(alice, document)
+    for clock in range(1, 201):
+        await mover.set_presence(f'{{"cursor":{clock}}}', clock=clock)
+    # Echoes of somebody else's presence, as stock clients send them, cost nothing.
+    echo = Entry(watcher.doc.client_id, 1, "{}")
+    for _ in range(200):
+        await mover.communicator.send_to(bytes_data=protocol.awareness(encode_entries([echo])))
+    await watcher.until(lambda: watcher.awareness.get(mover.doc.client_id) == '{"cursor":200}')
+    room = registry.rooms[document.pk]
+    assert room.stats["presence_coalesced"] > 0
+    assert not any(m.connection.closed for m in room.members.values())
+
+
+async def test_trashing_closes_open_editors_as_gone(
+    ws_connect: Connect, alice: AbstractUser, document: Document
+) -> None:
+    client = await ws_connect(alice, document)
+    await client.until(lambda: len(client.frames) >= 1)
+
+    def trash() -> None:
+        document.deleted_at = document.created_at
+        document.save(update_fields=["deleted_at"])
+        access_changed(document)
+
+    await database_sync_to_async(trash)()
+    assert await client.closed_with() == CloseCode.DOCUMENT_GONE

@@ -12,7 +12,7 @@ from documents.access import (
     get_document_for_user,
     get_editable_document_for_user,
 )
-from documents.models import Document
+from documents.models import Document, Membership, Role
 
 
 def test_the_owner_may_read_and_write(alice: AbstractUser, document: Document) -> None:
@@ -43,8 +43,9 @@ def test_anonymous_users_have_no_access(document: Document) -> None:
 
 
 def test_a_writer_check_raises_permission_denied_for_readers(
-    alice: AbstractUser, document: Document, monkeypatch: pytest.MonkeyPatch
+    bob: AbstractUser, document: Document
 ) -> None:
-    monkeypatch.setattr("documents.access.can_write", lambda user, document: False)
+    Membership.objects.create(document=document, user=bob, role=Role.VIEWER)
+    assert get_document_for_user(bob, document.pk) == (document, False)
     with pytest.raises(PermissionDenied):
-        get_editable_document_for_user(alice, document.pk)
+        get_editable_document_for_user(bob, document.pk)
