@@ -11,8 +11,9 @@ import logging
 import time
 import uuid
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 
 from collab.conf import conf
 from collab.persistence import DocumentGone, alast_seqs
@@ -30,6 +31,7 @@ class RoomRegistry:
         self._loading: dict[uuid.UUID, asyncio.Future[Room]] = {}
         self._unloading: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._versions: asyncio.Task[int] | None = None
 
     async def join(self, document_id: uuid.UUID, connection: Connection) -> Room:
         self._ensure_ticker()
@@ -123,15 +125,21 @@ class RoomRegistry:
             stale = room.awareness.stale(conf.AWARENESS_TIMEOUT_SECONDS, keep=keep)
             if stale:
                 room.expire_presence(stale)
-        # Automatic history versions of the open documents (one query when none is due).
-        await database_sync_to_async(take_due_versions)(list(last_seqs))
+        self._take_versions_soon(list(last_seqs))
+
+    def _take_versions_soon(self, document_ids: list[uuid.UUID]) -> None:
+        """Automatic history versions of the open documents (one query when none is
+        due), one run at a time, never holding up the tick."""
+        if self._versions is None or self._versions.done():
+            self._versions = asyncio.ensure_future(_atake_due_versions(document_ids))
 
     async def aclose_all(self) -> None:
         """Flush and stop every room (process shutdown, tests)."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+        for task in (self._ticker, self._versions):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._ticker = self._versions = None
         for task in self._unloading.values():
             task.cancel()
         await asyncio.gather(*self._unloading.values(), return_exceptions=True)
@@ -144,6 +152,24 @@ class RoomRegistry:
             except Exception:
                 logger.exception("Room %s could not store all it holds", room.document_id)
             await room.stop()
+
+
+def _take_due_versions(document_ids: list[uuid.UUID]) -> int:
+    # Runs in a thread of its own, not Django's database thread: a version of a big
+    # document takes a while (rendering, hashing) and must not hold up the commits of
+    # edits queued behind it. Nothing else closes this thread's connection.
+    try:
+        return take_due_versions(document_ids)
+    finally:
+        connections.close_all()
+
+
+async def _atake_due_versions(document_ids: list[uuid.UUID]) -> int:
+    try:
+        return await sync_to_async(_take_due_versions, thread_sensitive=False)(document_ids)
+    except Exception:
+        logger.exception("Taking automatic versions failed")
+        return 0
 
 
 registry = RoomRegistry()
