@@ -59,6 +59,13 @@ test: $(VENV)/.dev node_modules/.installed services ## run the whole suite again
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+SEEDS ?= 0-49
+.PHONY: converge
+converge: $(VENV)/.dev node_modules/.installed services ## convergence suite over SEEDS (e.g. SEEDS=0-199 or 7,12); names the failing seed
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		CONVERGE_SEEDS='$(SEEDS)' $(PYTHON) -m pytest tests/convergence -m convergence -rf -q $(PYTEST_ARGS) \
+		|| { echo "make converge: failed; the seed to replay is in the test id [N] and in 'replay: make converge SEEDS=N' above" >&2; exit 1; }
+
 lint: $(VENV)/.dev ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
