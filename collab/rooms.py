@@ -41,7 +41,7 @@ from collab.persistence import (
 from collab.protocol import CloseCode, MessageType, RateLimited, SyncStep, TooLarge
 from collab.sequences import RemoteUpdate, SequenceTracker
 from collab.sessions import signed_in
-from collab.updates import InvalidUpdate, check_update, decode_state_vector
+from collab.updates import InvalidUpdate, check_update, decode_state_vector, is_covered
 from documents.access import writers_and_readers
 
 logger = logging.getLogger(__name__)
@@ -254,6 +254,12 @@ class Room:
     async def _receive_write(self, member: Member, update: bytes) -> None:
         connection = member.connection
         if not connection.can_write:
+            if update == protocol.EMPTY_UPDATE or is_covered(update, self.doc.get_state()):
+                # A reader's reply to the server's step 1 holds nothing new: nothing to
+                # refuse (it is never applied either way), so it is acknowledged.
+                member.writes_received += 1
+                self.journal.append(PendingWrite(None, connection.user_id, member))
+                return
             self.stats["dropped_writes"] += 1
             if not member.denied_notice_sent:
                 logger.warning(

@@ -18,7 +18,16 @@ import { bindPresence } from './presence.js'
 import { describeStatus, MESSAGE_SAVED, SaveTracker, STATUS } from './save-status.js'
 import { bindToolbar } from './toolbar.js'
 
+const MESSAGE_AUTH = 2
 const MESSAGE_TITLE = 101
+
+// Closes a reconnect cannot fix (collab.protocol.CloseCode): stop reconnecting, say why.
+const FINAL_CLOSES = {
+  4401: 'Signed out — sign in again to keep editing',
+  4403: 'Your access to this document was removed',
+  4404: 'This document was deleted or moved to the trash',
+  4413: 'This document is too large to take more changes',
+}
 
 function start (root) {
   const config = JSON.parse(document.getElementById('editor-config').textContent)
@@ -62,12 +71,18 @@ function start (root) {
   const statusLine = root.querySelector('[data-status]')
   let storedLocally = true
   let signedOut = false
+  let finalStatus = null
+  let readOnlyNow = false
   // Every status shown, in order, for the browser tests ("Saved" never before the commit).
   const statusLog = []
   const renderStatus = () => {
-    const text = signedOut
+    let text = finalStatus ?? (signedOut
       ? STATUS.signedOut
-      : describeStatus(provider, tracker, { storedLocally, online: navigator.onLine })
+      : describeStatus(provider, tracker, { storedLocally, online: navigator.onLine }))
+    if (!finalStatus && text === STATUS.saved) {
+      if (readOnlyNow) text = STATUS.downgraded
+      else if (!config.canWrite) text = STATUS.viewOnly
+    }
     if (statusLine.textContent !== text) {
       statusLine.textContent = text
       statusLog.push(text)
@@ -87,6 +102,24 @@ function start (root) {
     // count already includes it here.
     renderStatus()
   })
+  provider.on('connection-close', (event) => {
+    const message = event && FINAL_CLOSES[event.code]
+    if (!message) return
+    finalStatus = message
+    editor.setEditable(false)
+    provider.disconnect()
+    renderStatus()
+  })
+  // The server refuses writes from a socket that was downgraded to viewer (a
+  // permission-denied notice): stop offering edits it would drop.
+  provider.messageHandlers[MESSAGE_AUTH] = (_encoder, decoder) => {
+    decoding.readVarUint(decoder)
+    decoding.readVarString(decoder)
+    readOnlyNow = true
+    editor.setEditable(false)
+    root.querySelector('[data-toolbar]')?.setAttribute('hidden', '')
+    renderStatus()
+  }
   tracker.onChange(renderStatus)
   provider.on('status', renderStatus)
   provider.on('sync', renderStatus)

@@ -15,6 +15,8 @@ export const STATUS = Object.freeze({
   offline: 'Offline — changes kept on this device',
   offlineStoring: 'Offline — keeping changes on this device…',
   signedOut: 'Signed out — this editor is closed',
+  viewOnly: 'View only',
+  downgraded: 'View only — your access changed',
 })
 
 /**

@@ -253,3 +253,18 @@ async def test_two_processes_share_edits_and_presence_but_store_once(
         if layer_kind == "redis":
             for layer in layers:
                 await layer.flush()
+
+
+async def test_a_readers_write_with_nothing_new_is_acknowledged_not_refused(
+    document: Document,
+) -> None:
+    editor, viewer = FakeConnection(), FakeConnection(can_write=False)
+    room = await registry.join(document.pk, editor)
+    await registry.join(document.pk, viewer)
+    update = typed("known")[0]
+    await room.receive(editor, protocol.sync_update(update))
+    # A viewer's client replies to the server's step 1 with what it has: nothing new.
+    await room.receive(viewer, protocol.sync_step2(update))
+    await room.receive(viewer, protocol.sync_step2(protocol.EMPTY_UPDATE))
+    await viewer.until(lambda: viewer.saved == 2)
+    assert viewer.denied == 0 and room.stats["dropped_writes"] == 0
