@@ -66,6 +66,13 @@ class Ledger:
     text: set[str] = field(default_factory=set)
     meta: dict[str, str] = field(default_factory=dict)
     blocks: set[str] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def op_for(self, rng: random.Random, author: str) -> dict[str, Any]:
+        """The author's next edit, numbered on from its previous one."""
+        n = self.counters.get(author, 0)
+        self.counters[author] = n + 1
+        return self.next_op(rng, author, n)
 
     def next_op(self, rng: random.Random, author: str, n: int) -> dict[str, Any]:
         token = f"<{author}.{n}>"
