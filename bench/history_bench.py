@@ -2,7 +2,8 @@
 History benchmark: the automerge-paper trace typed into a Tiptap-shaped document (one
 paragraph per line), 1,000 versions taken through the real code path (log rows with
 authors, `take_version`, periodic compaction), then server-side render times of the
-history list, a version page and a compare page, and bytes per version.
+history list, a version page and a compare page, and bytes per version (as stored:
+keyframes and deltas, see documents.history) next to the full state each one stands for.
 
 Trace: ../shared/traces/automerge-paper.json.gz, recorded by Martin Kleppmann et al.,
 published in automerge/automerge-perf, via josephg/editing-traces; CC BY 4.0
@@ -120,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from collab.persistence import append_updates, compact
-    from documents.history import take_version
+    from documents.history import take_version, version_doc, version_state
     from documents.models import Document, DocumentVersion
 
     setup_test_environment()
@@ -158,17 +159,22 @@ def main() -> None:
         assert lines.plain() == trace["endContent"], "replay diverged from the trace"
 
         versions = list(DocumentVersion.objects.filter(document=document).order_by("seq"))
-        state_bytes = [len(bytes(v.state)) for v in versions]
+        storage = Storage(versions, version_state)
+        latest, middle = versions[-1], versions[len(versions) // 2]
+        fragment = version_doc(latest).get("default", type=XmlFragment)
+        rebuilt = "\n".join(str(paragraph.children[0]) for paragraph in fragment.children)
+        assert rebuilt == trace["endContent"], "the latest version does not rebuild the trace"
+        deepest = max(versions, key=lambda v: storage.depth[v.pk])
         client = Client()
         client.force_login(alice)
-        latest, middle = versions[-1], versions[len(versions) // 2]
         history_url = reverse("documents:history", args=[document.pk])
         version_url = reverse("documents:version", args=[document.pk, latest.pk])
+        deepest_url = reverse("documents:version", args=[document.pk, deepest.pk])
         compare_url = reverse("documents:compare", args=[document.pk]) + f"?to={latest.pk}"
         compare_far = (
             reverse("documents:compare", args=[document.pk]) + f"?from={middle.pk}&to={latest.pk}"
         )
-        for url in (history_url, version_url, compare_url, compare_far):
+        for url in (history_url, version_url, deepest_url, compare_url, compare_far):
             assert client.get(url).status_code == 200, url
         results = {
             "history list (first page of 50)": median_ms(
@@ -181,6 +187,9 @@ def main() -> None:
             "version page (latest, 104,852 chars)": median_ms(
                 lambda: client.get(version_url), args.repeat
             ),
+            f"version page (end of the longest chain: {storage.depth[deepest.pk]} deltas)": (
+                median_ms(lambda: client.get(deepest_url), args.repeat)
+            ),
             "compare with previous version": median_ms(
                 lambda: client.get(compare_url), args.repeat
             ),
@@ -188,14 +197,27 @@ def main() -> None:
                 lambda: client.get(compare_far), args.repeat
             ),
         }
-        report = render_report(args, versions, state_bytes, results, build_seconds, take_seconds)
+        report = render_report(args, versions, storage, results, build_seconds, take_seconds)
         (ROOT / "bench" / "HISTORY.md").write_text(report)
         print(report)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
-def render_report(args, versions, state_bytes, results, build_seconds, take_seconds) -> str:  # type: ignore[no-untyped-def]
+class Storage:
+    """Stored bytes per version, the full state each one stands for, and chain depths."""
+
+    def __init__(self, versions, version_state) -> None:  # type: ignore[no-untyped-def]
+        self.stored = [len(bytes(v.state)) for v in versions]
+        self.full = [len(version_state(v)) for v in versions]
+        self.keyframes = sum(1 for v in versions if v.base_id is None)
+        self.depth: dict[int, int] = {}
+        for v in versions:  # ordered by seq: a base comes before its deltas
+            self.depth[v.pk] = 0 if v.base_id is None else self.depth[v.base_id] + 1
+
+
+def render_report(args, versions, storage, results, build_seconds, take_seconds) -> str:  # type: ignore[no-untyped-def]
+    stored, full = storage.stored, storage.full
     lines = [
         "# History benchmark",
         "",
@@ -210,10 +232,12 @@ def render_report(args, versions, state_bytes, results, build_seconds, take_seco
         "XmlFragment, one paragraph per line. Versions are taken through `take_version` after",
         "each stretch of edits (log row with author, then version; compaction every 10).",
         "",
-        f"- versions: {len(versions)}",
-        f"- bytes per version (full merged state): mean {statistics.mean(state_bytes):,.0f}, "
-        f"median {statistics.median(state_bytes):,.0f}, last {state_bytes[-1]:,}",
-        f"- all version states together: {sum(state_bytes) / 1e6:,.1f} MB",
+        f"- versions: {len(versions)} ({storage.keyframes} keyframes, the rest deltas)",
+        f"- bytes per version as stored: mean {statistics.mean(stored):,.0f}, "
+        f"median {statistics.median(stored):,.0f}, max {max(stored):,}",
+        f"- all versions together: {sum(stored) / 1e6:,.2f} MB "
+        f"(as full states they would be {sum(full) / 1e6:,.1f} MB; "
+        f"the latest full state is {full[-1]:,} bytes)",
         f"- take_version: median {statistics.median(take_seconds) * 1000:.1f} ms, "
         f"max {max(take_seconds) * 1000:.1f} ms",
         f"- building the document and its history: {build_seconds:.0f} s",

@@ -1,11 +1,21 @@
 """
 Versions of a document: taking them (automatically when editing pauses or runs long, by
-hand with a name, before a restore), attributing them, and restoring one.
+hand with a name, before a restore), attributing them, storing them compactly, and
+restoring one.
 
-A version stores the full merged state (`Doc.get_update()`), the log position it covers,
-the users whose log rows fall between the previous version and it, and how many
-characters were added and removed. Compaction keeps the log rows newer than the latest
-version (see `collab.persistence.compact`), so attribution always finds them.
+A version holds the document's content at a log position, the users whose log rows fall
+between the previous version and it, and how many characters were added and removed.
+Compaction keeps the log rows newer than the latest version (see
+`collab.persistence.compact`), so attribution always finds them.
+
+Storage: a full merged state per version grows with the document (the automerge-paper
+trace reaches 340 KB, 197 MB for 1,000 versions; bench/HISTORY.md). So most versions
+store only a delta against the version before them: the structs added since its state
+vector plus the deletions it did not have yet. Every `MAX_CHAIN` versions, or once the
+deltas since the last keyframe outweigh `KEYFRAME_RATIO` of a full state, a version stores
+the full state again (a keyframe). Stored bytes are zlib-compressed when that is smaller.
+`version_state` / `version_doc` rebuild any version from its keyframe and the deltas
+after it; nothing outside this module reads `DocumentVersion.state` directly.
 
 `collab` is imported inside functions only: `documents` is the base layer.
 """
@@ -14,45 +24,70 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Max, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models import F, Max, Min, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from documents.diffs import count_changes, diff_blocks
 from documents.models import Document, DocumentUpdate, DocumentVersion
-from documents.rendering import Block, load_fragment, to_blocks, to_html
+from documents.rendering import Block, events_blocks, events_html, walk
 
 logger = logging.getLogger(__name__)
 
 Kind = DocumentVersion.Kind
 
+MAX_CHAIN = 100
+"""A keyframe at least every this many versions: reading a version applies at most
+`MAX_CHAIN - 1` deltas (a few hundred bytes each, microseconds to apply) to its keyframe."""
+KEYFRAME_RATIO = 0.5
+"""A keyframe as soon as the deltas since the last one would add up to more than this share
+of the full state: a read never fetches much more than one and a half full states."""
+CACHED_VERSIONS = 4
+"""Rebuilt versions kept per thread (see `_remember`)."""
+
+
+class RestoreError(ValueError):
+    """A version cannot be brought back (its content is refused by the update checks)."""
+
 
 @dataclass(frozen=True)
 class Content:
-    """A document's content at a log position, rendered once for hashing and diffing."""
+    """A document's content at a log position, walked once for hashing and diffing."""
 
-    state: bytes
+    doc: Doc
     seq: int
     content_hash: str
     blocks: list[Block]
 
+    @property
+    def state(self) -> bytes:
+        """The full merged state (`Doc.get_update()`)."""
+        return self.doc.get_update()
 
-def describe(state: bytes, seq: int) -> Content:
-    fragment = load_fragment(state)
-    html = to_html(fragment)
+
+def describe(doc: Doc, seq: int) -> Content:
+    """Hash and blocks of `doc`'s content from a single walk of its tree.
+
+    The hash is SHA-256 of the rendered HTML, as stored in `content_hash`: everything the
+    HTML shows counts (a mark, a link target, a checkbox), so a mark-only change is a
+    change, and the stored hashes of older versions stay comparable."""
+    events = list(walk(doc.get("default", type=XmlFragment)))
     return Content(
-        state=state,
+        doc=doc,
         seq=seq,
-        content_hash=hashlib.sha256(html.encode()).hexdigest(),
-        blocks=to_blocks(fragment),
+        content_hash=hashlib.sha256(events_html(events).encode()).hexdigest(),
+        blocks=events_blocks(events),
     )
 
 
@@ -73,15 +108,296 @@ def load_current_doc(document_id: uuid.UUID) -> tuple[Doc, int]:
 
 def current_content(document_id: uuid.UUID) -> Content:
     doc, seq = load_current_doc(document_id)
-    return describe(doc.get_update(), seq)
+    return describe(doc, seq)
+
+
+# Storage: keyframes and deltas ---------------------------------------------------------
+
+
+def _read_uint(data: bytes, pos: int) -> tuple[int, int]:
+    """A lib0 variable-length unsigned integer at `pos`, and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _write_uint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+
+
+Ranges = list[tuple[int, int]]
+"""Sorted, disjoint, non-adjacent `[start, end)` clock ranges of one client."""
+
+
+def _merged(ranges: Ranges) -> Ranges:
+    out: Ranges = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        elif end > start:
+            out.append((start, end))
+    return out
+
+
+def _decode_delete_set(data: bytes, pos: int = 0) -> dict[int, Ranges]:
+    """A Yjs v1 delete set (`client, count, (clock, length)*` per client)."""
+    clients, pos = _read_uint(data, pos)
+    result: dict[int, Ranges] = {}
+    for _ in range(clients):
+        client, pos = _read_uint(data, pos)
+        count, pos = _read_uint(data, pos)
+        ranges = result.setdefault(client, [])
+        for _ in range(count):
+            clock, pos = _read_uint(data, pos)
+            length, pos = _read_uint(data, pos)
+            ranges.append((clock, clock + length))
+    return {client: _merged(ranges) for client, ranges in result.items() if ranges}
+
+
+def _encode_delete_set(delete_set: dict[int, Ranges]) -> bytes:
+    out = bytearray()
+    clients = [(client, ranges) for client, ranges in delete_set.items() if ranges]
+    _write_uint(out, len(clients))
+    for client, ranges in clients:
+        _write_uint(out, client)
+        _write_uint(out, len(ranges))
+        for start, end in ranges:
+            _write_uint(out, start)
+            _write_uint(out, end - start)
+    return bytes(out)
+
+
+def _subtract(ranges: Ranges, taken: Ranges) -> Ranges:
+    """The parts of `ranges` outside `taken` (both sorted and merged)."""
+    out: Ranges = []
+    index = 0
+    for start, end in ranges:
+        while index < len(taken) and taken[index][1] <= start:
+            index += 1
+        cursor, probe = start, index
+        while probe < len(taken) and taken[probe][0] < end:
+            if taken[probe][0] > cursor:
+                out.append((cursor, taken[probe][0]))
+            cursor = max(cursor, taken[probe][1])
+            probe += 1
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def _delete_set_bytes(doc: Doc) -> bytes:
+    # An update against the document's own state vector has no structs (its first byte is
+    # the zero struct-client count), only the whole delete set.
+    return doc.get_update(doc.get_state())[1:]
+
+
+def _state_vector(doc: Doc) -> dict[int, int]:
+    data = doc.get_state()
+    clients, pos = _read_uint(data, 0)
+    result = {}
+    for _ in range(clients):
+        client, pos = _read_uint(data, pos)
+        result[client], pos = _read_uint(data, pos)
+    return result
+
+
+def _same_crdt_state(a: Doc, b: Doc) -> bool:
+    """Both documents hold the same structs and the same deletions (compared decoded:
+    yrs encodes clients in hash-map order)."""
+    return _state_vector(a) == _state_vector(b) and _decode_delete_set(
+        _delete_set_bytes(a)
+    ) == _decode_delete_set(_delete_set_bytes(b))
+
+
+def delta_update(base: Doc, doc: Doc) -> bytes | None:
+    """An update that turns `base` into `doc`: the structs `doc` has beyond `base`'s state
+    vector, and only the deletions `base` lacks.
+
+    `doc.get_update(state_vector)` alone carries the document's whole delete set, which
+    grows with its history: on the automerge-paper trace it is 92% of such an update
+    (5.5 KB of a 6 KB mean; bench/HISTORY.md). None when the update does not split as
+    expected (then the caller stores a keyframe)."""
+    update = doc.get_update(base.get_state())
+    deletions = _delete_set_bytes(doc)
+    if not update.endswith(deletions):
+        return None
+    structs = update[: len(update) - len(deletions)]
+    current = _decode_delete_set(deletions)
+    known = _decode_delete_set(_delete_set_bytes(base))
+    new = {client: _subtract(ranges, known.get(client, [])) for client, ranges in current.items()}
+    return structs + _encode_delete_set(new)
+
+
+def _pack(data: bytes) -> tuple[bytes, bool]:
+    packed = zlib.compress(data, 6)
+    return (packed, True) if len(packed) < len(data) else (data, False)
+
+
+def _unpack(data: bytes | memoryview, compressed: bool) -> bytes:
+    return zlib.decompress(data) if compressed else bytes(data)
+
+
+@dataclass
+class Rebuilt:
+    """A version rebuilt from storage: its document, where it sits in its chain (0 for a
+    keyframe) and how many delta bytes (uncompressed) the chain holds up to it."""
+
+    doc: Doc
+    depth: int
+    chain_bytes: int
+    blocks: list[Block] | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The storage fields of a new version."""
+
+    state: bytes
+    compressed: bool
+    keyframe_id: int | None
+    base_id: int | None
+    depth: int
+    chain_bytes: int
+
+
+def _rebuild(version: DocumentVersion) -> Rebuilt:
+    doc: Doc = Doc()
+    if version.keyframe_id is None:
+        version = _with_state(version)
+        doc.apply_update(_unpack(version.state, version.compressed))
+        return Rebuilt(doc, 0, 0)
+    # One query for the chain up to the version; ids grow along it, and the base links
+    # (not the ids) give the order, so a chain is read right whatever else was stored.
+    rows = {
+        pk: (base_id, state, compressed)
+        for pk, base_id, state, compressed in DocumentVersion.objects.filter(
+            Q(pk=version.keyframe_id) | Q(keyframe_id=version.keyframe_id, pk__lte=version.pk)
+        ).values_list("pk", "base_id", "state", "compressed")
+    }
+    path = []
+    pk: int | None = version.pk
+    while pk is not None:
+        base_id, state, compressed = rows[pk]
+        path.append(_unpack(state, compressed))
+        pk = base_id
+    path.reverse()
+    for update in path:
+        doc.apply_update(update)
+    return Rebuilt(doc, len(path) - 1, sum(len(update) for update in path[1:]))
+
+
+_recent = threading.local()
+
+
+def _remember(version_id: int, rebuilt: Rebuilt) -> None:
+    """Keep the newest versions this thread stored or rebuilt: the next automatic version
+    of a document starts from its latest one (as delta base and for the change counts),
+    and rebuilding it costs a load and a tree walk. Per thread, because a pycrdt Doc must
+    stay on the thread that made it; states of stored versions never change, and ids are
+    never reused, so an entry cannot go stale."""
+    cache: OrderedDict[int, Rebuilt] = _recent.__dict__.setdefault("versions", OrderedDict())
+    cache[version_id] = rebuilt
+    cache.move_to_end(version_id)
+    while len(cache) > CACHED_VERSIONS:
+        cache.popitem(last=False)
+
+
+def _take_rebuilt(version: DocumentVersion) -> Rebuilt:
+    """The version rebuilt, with its blocks; the caller owns the Doc (it may change it)."""
+    cache: OrderedDict[int, Rebuilt] = _recent.__dict__.setdefault("versions", OrderedDict())
+    rebuilt = cache.pop(version.pk, None)
+    if rebuilt is None:
+        rebuilt = _rebuild(version)
+    if rebuilt.blocks is None:
+        rebuilt.blocks = describe(rebuilt.doc, version.seq).blocks
+    return rebuilt
+
+
+def _with_state(version: DocumentVersion) -> DocumentVersion:
+    if "state" in version.get_deferred_fields():
+        version.refresh_from_db(fields=["state"])
+    return version
+
+
+def version_doc(version: DocumentVersion) -> Doc:
+    """A new pycrdt Doc holding the version's content."""
+    return _rebuild(version).doc
+
+
+def version_state(version: DocumentVersion) -> bytes:
+    """The version's full merged state, however it is stored."""
+    if version.keyframe_id is None and not version.compressed:
+        return bytes(_with_state(version).state)
+    return version_doc(version).get_update()
+
+
+def version_fragment(version: DocumentVersion) -> XmlFragment:
+    """The version's `default` fragment, for rendering."""
+    return version_doc(version).get("default", type=XmlFragment)
 
 
 def version_content(version: DocumentVersion) -> Content:
-    return describe(bytes(version.state), version.seq)
+    return describe(version_doc(version), version.seq)
+
+
+def _store(content: Content, previous: DocumentVersion | None, rebuilt: Rebuilt | None) -> Stored:
+    """A delta against the `previous` version (`rebuilt`) when its chain has room and the
+    delta checks out, otherwise a keyframe. Consumes `rebuilt.doc` (the delta is applied
+    to it)."""
+    if previous is not None and rebuilt is not None and rebuilt.depth + 1 < MAX_CHAIN:
+        full_size = len(content.state)
+        delta = delta_update(rebuilt.doc, content.doc)
+        if delta is not None and rebuilt.chain_bytes + len(delta) <= KEYFRAME_RATIO * full_size:
+            # Check what readers will do: the base plus the delta is the current state.
+            rebuilt.doc.apply_update(delta)
+            if _same_crdt_state(rebuilt.doc, content.doc):
+                state, compressed = _pack(delta)
+                return Stored(
+                    state=state,
+                    compressed=compressed,
+                    keyframe_id=previous.keyframe_id or previous.pk,
+                    base_id=previous.pk,
+                    depth=rebuilt.depth + 1,
+                    chain_bytes=rebuilt.chain_bytes + len(delta),
+                )
+            logger.warning("A version delta did not rebuild the state; storing a keyframe")
+    state, compressed = _pack(content.state)
+    return Stored(state, compressed, None, None, 0, 0)
+
+
+def _create(
+    document_id: uuid.UUID, content: Content, stored: Stored, **fields: object
+) -> DocumentVersion:
+    version = DocumentVersion.objects.create(
+        document_id=document_id,
+        state=stored.state,
+        compressed=stored.compressed,
+        keyframe_id=stored.keyframe_id,
+        base_id=stored.base_id,
+        seq=content.seq,
+        content_hash=content.content_hash,
+        **fields,
+    )
+    _remember(version.pk, Rebuilt(content.doc, stored.depth, stored.chain_bytes, content.blocks))
+    return version
 
 
 def latest_version(document_id: uuid.UUID) -> DocumentVersion | None:
-    return DocumentVersion.objects.filter(document_id=document_id).order_by("-seq", "-id").first()
+    """The document's latest version, without its stored bytes (`version_state` loads them)."""
+    return (
+        DocumentVersion.objects.filter(document_id=document_id)
+        .defer("state")
+        .order_by("-seq", "-id")
+        .first()
+    )
 
 
 def authors_between(document_id: uuid.UUID, after_seq: int, upto_seq: int) -> list[int]:
@@ -110,15 +426,21 @@ def take_version(
     Returns the version that now holds the current content, or None when an automatic
     version was not needed (or another process took it at the same moment)."""
     for _ in range(3):
-        # The heavy work (rebuild, render, diff) runs before the row lock is taken.
-        content = current_content(document_id)
+        # The heavy work (rebuild, render, diff, delta) runs before the row lock is taken.
+        doc, seq = load_current_doc(document_id)
         previous = latest_version(document_id)
-        if previous is not None and previous.seq >= content.seq and kind == Kind.AUTO:
+        if previous is not None and previous.seq >= seq and kind == Kind.AUTO:
             return None
+        content = describe(doc, seq)
+        same = previous is not None and _same_content(previous, content)
+        stored = None
         added = removed = 0
-        if previous is None or previous.content_hash != content.content_hash:
-            before = version_content(previous).blocks if previous is not None else []
+        if not same:
+            # Only a version that will be stored needs its predecessor (delta base, counts).
+            rebuilt = _take_rebuilt(previous) if previous is not None else None
+            before = rebuilt.blocks if rebuilt is not None and rebuilt.blocks else []
             added, removed = count_changes(diff_blocks(before, content.blocks))
+            stored = _store(content, previous, rebuilt)
         with transaction.atomic():
             # The document row lock orders this with log appends, compaction and other
             # processes taking a version of the same document.
@@ -127,19 +449,19 @@ def take_version(
                 if kind == Kind.AUTO:
                     return None
                 continue
-            if previous is not None and _same_content(previous, content):
+            if previous is not None and stored is None:
                 reused = _reuse(previous, content, kind=kind, name=name)
                 return None if kind == Kind.AUTO else reused
-            version = DocumentVersion.objects.create(
-                document_id=document_id,
+            assert stored is not None
+            version = _create(
+                document_id,
+                content,
+                stored,
                 kind=kind,
                 name=name,
-                state=content.state,
-                seq=content.seq,
                 created_by=user if user is not None and user.is_authenticated else None,
                 chars_added=added,
                 chars_removed=removed,
-                content_hash=content.content_hash,
             )
             version.authors.set(
                 authors_between(document_id, previous.seq if previous else 0, content.seq)
@@ -148,10 +470,13 @@ def take_version(
     raise RuntimeError(f"Could not take a version of document {document_id}: too much contention")
 
 
+def _content_hash(version: DocumentVersion) -> str:
+    # Versions stored before content hashes existed are rendered once to compare.
+    return version.content_hash or version_content(version).content_hash
+
+
 def _same_content(version: DocumentVersion, content: Content) -> bool:
-    if version.content_hash:
-        return version.content_hash == content.content_hash
-    return version_content(version).content_hash == content.content_hash
+    return _content_hash(version) == content.content_hash
 
 
 def _reuse(previous: DocumentVersion, content: Content, *, kind: str, name: str) -> DocumentVersion:
@@ -247,37 +572,43 @@ def restore_version(version: DocumentVersion, *, user: AbstractBaseUser) -> Docu
     restoring that one). The change deletes the current blocks and inserts copies of
     the version's blocks; it goes through the update log, and live rooms on every
     process catch up from it once the transaction commits. Returns the version that
-    records the restore (or the latest version when the content already matches)."""
+    records the restore (or the latest version when the content already matches).
+    Raises RestoreError, with nothing changed, when the update checks refuse the copy
+    (a version nested deeper than live edits may be)."""
     from collab.edits import store_server_update
+    from collab.updates import InvalidUpdate
 
     document_id = version.document_id
     with transaction.atomic():
         Document.objects.select_for_update().filter(pk=document_id).values_list("pk").get()
         before = take_version(document_id, kind=Kind.BEFORE_RESTORE, user=user)
-        target = version_content(version)
-        if before is not None and _same_content(before, target):
+        if before is not None and _content_hash(before) == _content_hash(version):
             return before
         doc, _ = load_current_doc(document_id)
         fragment = doc.get("default", type=XmlFragment)
         state_before = doc.get_state()
         with doc.transaction():
             del fragment.children[0 : len(fragment.children)]
-            copy_children(load_fragment(bytes(version.state)), fragment)
-        seq = store_server_update(document_id, doc.get_update(state_before), author_id=user.pk)
-        content = describe(doc.get_update(), seq)
-        previous = version_content(before).blocks if before is not None else []
+            copy_children(version_fragment(version), fragment)
+        try:
+            seq = store_server_update(document_id, doc.get_update(state_before), author_id=user.pk)
+        except InvalidUpdate as exc:
+            # Leaves the atomic block by raising: the before-restore version goes too.
+            raise RestoreError(f"This version cannot be restored: {exc}.") from exc
+        content = describe(doc, seq)
+        rebuilt = _take_rebuilt(before) if before is not None else None
+        previous = rebuilt.blocks if rebuilt is not None and rebuilt.blocks else []
         added, removed = count_changes(diff_blocks(previous, content.blocks))
-        restored = DocumentVersion.objects.create(
-            document_id=document_id,
+        restored = _create(
+            document_id,
+            content,
+            _store(content, before, rebuilt),
             kind=Kind.RESTORE,
             name="",
-            state=content.state,
-            seq=seq,
             created_by=user,
             restored_from=version,
             chars_added=added,
             chars_removed=removed,
-            content_hash=content.content_hash,
         )
         restored.authors.set([user.pk])
     return restored

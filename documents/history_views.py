@@ -22,9 +22,11 @@ from documents.access import get_document_for_user, get_editable_document_for_us
 from documents.diffs import count_changes, diff_blocks, diff_html
 from documents.history import (
     Kind,
-    current_content,
+    RestoreError,
+    load_current_doc,
     restore_version,
     take_version,
+    version_state,
     versions_for_history,
 )
 from documents.models import Document, DocumentVersion
@@ -47,7 +49,10 @@ def _version(document: Document, version_id: int | str) -> DocumentVersion:
 
 
 def _state(document: Document, version: DocumentVersion | None) -> bytes:
-    return bytes(version.state) if version is not None else current_content(document.pk).state
+    """The version's full state, or the document's current one."""
+    if version is not None:
+        return version_state(version)
+    return load_current_doc(document.pk)[0].get_update()
 
 
 @login_required
@@ -94,7 +99,7 @@ def version_detail(request: HttpRequest, pk: uuid.UUID, version_id: int) -> Http
         .first()
     )
     # to_html escapes every string and keeps only safe link schemes (documents.rendering).
-    body = mark_safe(to_html(load_fragment(bytes(version.state))))  # noqa: S308
+    body = mark_safe(to_html(load_fragment(version_state(version))))  # noqa: S308
     return render(
         request,
         "documents/version.html",
@@ -124,7 +129,7 @@ def compare(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         if newer is not None:
             candidates = candidates.filter(seq__lte=newer.seq).exclude(pk=newer.pk)
         older = candidates.order_by("-seq", "-id").first()
-    old_blocks = to_blocks(load_fragment(bytes(older.state))) if older is not None else []
+    old_blocks = to_blocks(load_fragment(version_state(older))) if older is not None else []
     new_blocks = to_blocks(load_fragment(_state(document, newer)))
     changes = diff_blocks(old_blocks, new_blocks)
     added, removed = count_changes(changes)
@@ -157,7 +162,10 @@ def version_restore(request: HttpRequest, pk: uuid.UUID, version_id: int) -> Htt
     """Writers only: bring the version's content back as a new change."""
     document = get_editable_document_for_user(request.user, pk)
     version = _version(document, version_id)
-    restore_version(version, user=request.user)  # type: ignore[arg-type]
+    try:
+        restore_version(version, user=request.user)  # type: ignore[arg-type]
+    except RestoreError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
     url = reverse("documents:history", args=[document.pk])
     if request.htmx:
         response = HttpResponse(status=204)

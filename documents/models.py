@@ -66,8 +66,9 @@ class DocumentUpdate(models.Model):
 
 
 class DocumentVersion(models.Model):
-    """The document's full merged state at a moment (`Doc.get_update()`), with who
-    edited since the previous version and how much."""
+    """The document's content at a moment, with who edited since the previous version and
+    how much. `state` is a full merged state (`Doc.get_update()`, a keyframe) or a delta
+    against `base`; read it through `documents.history.version_state`."""
 
     class Kind(models.TextChoices):
         AUTO = "auto", "Automatic"
@@ -80,6 +81,17 @@ class DocumentVersion(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.AUTO)
     name = models.CharField(max_length=200, blank=True)
     state = models.BinaryField()
+    compressed = models.BooleanField(default=False)
+    """`state` is zlib-compressed."""
+    base = models.ForeignKey(
+        "self", on_delete=models.RESTRICT, null=True, blank=True, related_name="+"
+    )
+    """For a delta: the version it applies to. None: `state` is a full state (keyframe)."""
+    keyframe = models.ForeignKey(
+        "self", on_delete=models.RESTRICT, null=True, blank=True, related_name="+"
+    )
+    """For a delta: the keyframe its chain starts from, to read the chain in one query.
+    RESTRICT: a version that others are rebuilt from goes only with its document."""
     seq = models.PositiveBigIntegerField()
     """The log position the state covers."""
     authors = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")

@@ -13,7 +13,7 @@ structure but keep their text, so a 30,000-deep chain renders as flat text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html import escape
 from os.path import commonprefix
@@ -134,10 +134,16 @@ def _number(value: object, default: int, low: int, high: int) -> int:
 def to_html(fragment: XmlFragment) -> str:
     """The document as HTML, matching Tiptap's `editor.getHTML()` for known node types.
     Unknown elements become plain `<div>`/`<span>` containers (their names never appear)."""
+    return events_html(walk(fragment))
+
+
+def events_html(events: Iterable[Event]) -> str:
+    """`to_html` of a walk's events: walking the tree is most of the cost of rendering, so
+    callers that need both HTML and blocks walk once and keep the events."""
     out: list[str] = []
     closers: list[str] = []
     inline = 0  # how many open elements are textblocks (unknown children become spans)
-    for event in walk(fragment):
+    for event in events:
         if isinstance(event, Text):
             out.append(runs_html(event.runs))
         elif isinstance(event, Enter):
@@ -260,6 +266,11 @@ class _Open:
 
 def to_blocks(fragment: XmlFragment) -> list[Block]:
     """The textblocks of the document in order, each with the lists and quotes around it."""
+    return events_blocks(walk(fragment))
+
+
+def events_blocks(events: Iterable[Event]) -> list[Block]:
+    """`to_blocks` of a walk's events (see `events_html`)."""
     blocks: list[Block] = []
     opened: list[_Open] = []
     current: Block | None = None
@@ -280,7 +291,7 @@ def to_blocks(fragment: XmlFragment) -> list[Block]:
         return block
 
     groups = 0
-    for event in walk(fragment):
+    for event in events:
         if isinstance(event, Text):
             if current is None:  # text outside any textblock (unknown containers)
                 current = start("paragraph")
