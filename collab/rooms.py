@@ -22,13 +22,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 from pycrdt import Doc
 
 from collab import protocol
 from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries
 from collab.conf import conf
+from collab.fanout import GroupLink
 from collab.journal import Journal, PendingWrite
 from collab.limits import TokenBucket
 from collab.persistence import (
@@ -40,16 +40,15 @@ from collab.persistence import (
 )
 from collab.protocol import CloseCode, MessageType, RateLimited, SyncStep, TooLarge
 from collab.sequences import RemoteUpdate, SequenceTracker
-from collab.sessions import signed_in
+from collab.sessions import standing_now
 from collab.updates import InvalidUpdate, check_update, decode_state_vector, is_covered
-from documents.access import writers_and_readers
+from collab.ydocs import ApplyFailed, apply, build_doc
 
 logger = logging.getLogger(__name__)
 
 # Updates above this size are validated in a worker thread: pure Python yields the GIL
 # every few milliseconds there, so other sockets keep being served meanwhile.
 LARGE_UPDATE_BYTES = 64 * 1024
-OUTBOX_LIMIT = 10_000
 
 
 class Connection(Protocol):
@@ -80,47 +79,9 @@ class Member:
     """The newest own presence that came faster than the presence rate; sent later."""
 
 
-@database_sync_to_async
-def standing_now(
-    document_id: uuid.UUID, sessions: dict[str, int], user_ids: set[int]
-) -> tuple[tuple[set[int], set[int]] | None, set[str]]:
-    """Who of `user_ids` may write and read the document (None when it is gone or in
-    the trash), and which sessions are still signed in."""
-    return writers_and_readers(document_id, user_ids), signed_in(sessions)
-
-
 def group_name(document_id: uuid.UUID) -> str:
     # Built from the UUID, never from user text (group names allow [a-z0-9._-] only).
     return f"document.{document_id.hex}"
-
-
-def build_doc(updates: list[bytes], document_id: uuid.UUID) -> Doc:
-    doc = Doc()
-    for update in updates:
-        try:
-            doc.apply_update(update)
-        except ValueError:
-            logger.error("A stored update of document %s does not decode; skipped", document_id)
-    return doc
-
-
-def _apply(doc: Doc, update: bytes) -> None:
-    """Apply an update; `InvalidUpdate` if it does not decode (the doc is then
-    unchanged), `ApplyFailed` if it failed part way (the doc may be half-applied)."""
-    try:
-        doc.apply_update(update)
-    except ValueError as exc:
-        raise InvalidUpdate(f"update rejected: {exc}") from None
-    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit):
-        raise
-    except BaseException as exc:
-        # RuntimeError after partial integration, or pyo3's PanicException (a
-        # BaseException): either way the doc can no longer be trusted.
-        raise ApplyFailed(repr(exc)) from None
-
-
-class ApplyFailed(Exception):
-    pass
 
 
 class Room:
@@ -137,9 +98,17 @@ class Room:
         self.closed = False
         self.lag_seen = 0
         """The document's last_seq at the previous periodic check (see RoomRegistry)."""
-        self._layer = layer
-        self._channel: str | None = None
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
+        self._link = (
+            GroupLink(
+                layer,
+                self.group,
+                origin=self.origin,
+                on_message=self._on_group_message,
+                stats=self.stats,
+            )
+            if layer is not None
+            else None
+        )
         self._published = 0
         self._compacted_through = 0
         self.approx_bytes = 0
@@ -157,11 +126,10 @@ class Room:
     async def start(self) -> None:
         """Subscribe to the document's group, then load it: whatever is published
         between the two is either in the load or arrives afterwards."""
-        if self._layer is not None:
-            self._channel = await self._layer.new_channel()
-            await self._layer.group_add(self.group, self._channel)
-            self._spawn(self._receive_loop())
-            self._spawn(self._publish_loop())
+        if self._link is not None:
+            await self._link.join()
+            self._spawn(self._link.receive_forever())
+            self._spawn(self._link.publish_forever())
         stored = await aload_document(self.document_id)
         self._load(stored)
         self._spawn(self.journal.run())
@@ -174,11 +142,8 @@ class Room:
 
     async def stop(self) -> None:
         self.closed = True
-        if self._layer is not None and self._channel is not None:
-            try:
-                await self._layer.group_discard(self.group, self._channel)
-            except Exception:
-                logger.warning("Leaving group %s failed", self.group, exc_info=True)
+        if self._link is not None:
+            await self._link.leave()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -283,7 +248,7 @@ class Room:
         else:
             check_update(update, max_depth=conf.MAX_NESTING_DEPTH)
         try:
-            _apply(self.doc, update)
+            apply(self.doc, update)
         except ApplyFailed as exc:
             logger.error(
                 "Update on document %s failed part way (%s); rebuilding", self.document_id, exc
@@ -299,7 +264,6 @@ class Room:
         self._publish(
             {
                 "type": "room.update",
-                "origin": self.origin,
                 "n": self._published,
                 "update": update,
                 "author": connection.user_id,
@@ -363,7 +327,7 @@ class Room:
         for connection in self.members:
             connection.send(frame)
         if publish:
-            self._publish({"type": "room.awareness", "origin": self.origin, "update": update})
+            self._publish({"type": "room.awareness", "update": update})
 
     # Persistence callbacks
 
@@ -379,7 +343,6 @@ class Room:
             self._publish(
                 {
                     "type": "room.committed",
-                    "origin": self.origin,
                     "ns": ns,
                     "first": first,
                     "last": last,
@@ -430,39 +393,8 @@ class Room:
     # Other processes
 
     def _publish(self, message: dict[str, Any]) -> None:
-        if self._layer is None:
-            return
-        try:
-            self._outbox.put_nowait(message)
-        except asyncio.QueueFull:
-            # Receivers heal from the log what never reaches them.
-            self.stats["publish_dropped"] += 1
-
-    async def _publish_loop(self) -> None:
-        assert self._layer is not None
-        failing = False
-        while True:
-            message = await self._outbox.get()
-            try:
-                await self._layer.group_send(self.group, message)
-            except Exception:
-                self.stats["publish_failed"] += 1
-                if not failing:
-                    logger.exception("Publishing to %s failed", self.group)
-                failing = True
-            else:
-                failing = False
-
-    async def _receive_loop(self) -> None:
-        assert self._layer is not None and self._channel is not None
-        while True:
-            message = await self._layer.receive(self._channel)
-            if message.get("origin") == self.origin:
-                continue
-            try:
-                self._on_group_message(message)
-            except Exception:
-                logger.exception("Bad group message on %s", self.group)
+        if self._link is not None:
+            self._link.publish(message)
 
     def _on_group_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -494,7 +426,7 @@ class Room:
 
     def _apply_remote(self, update: bytes) -> None:
         try:
-            _apply(self.doc, update)
+            apply(self.doc, update)
         except (InvalidUpdate, ApplyFailed) as exc:
             logger.error("Remote update for %s failed (%s); rebuilding", self.document_id, exc)
             self.rebuild_soon()
@@ -548,7 +480,7 @@ class Room:
             if seq is not None and not self.sequences.needs(seq):
                 continue
             try:
-                _apply(self.doc, update)
+                apply(self.doc, update)
             except (InvalidUpdate, ApplyFailed):
                 logger.error("Stored update %s of %s does not apply", seq, self.document_id)
             applied += 1

@@ -1,0 +1,91 @@
+"""
+A room's link to the document's channel-layer group: one subscription per process and
+document (the room subscribes, not each socket), an outbox so that publishing never
+blocks the room, and the messages of the other processes' rooms coming in.
+
+Messages (msgpack over channels-redis; every one carries the sender's `origin`):
+    room.update     {n, update, author}    an update a local client sent, at once
+    room.committed  {ns, first, last}      those updates are log rows first..last
+    room.awareness  {update}               presence of a local client
+    room.access     {}                     re-check who may read and write (documents)
+    room.title      {title}                the document was renamed (documents)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 10_000
+
+Message = dict[str, Any]
+
+
+class GroupLink:
+    def __init__(
+        self,
+        layer: BaseChannelLayer,
+        group: str,
+        *,
+        origin: str,
+        on_message: Callable[[Message], None],
+        stats: Counter[str],
+    ) -> None:
+        self.layer = layer
+        self.group = group
+        self.origin = origin
+        self._on_message = on_message
+        self._stats = stats
+        self._channel: str | None = None
+        self._outbox: asyncio.Queue[Message] = asyncio.Queue(OUTBOX_LIMIT)
+
+    async def join(self) -> None:
+        self._channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self._channel)
+
+    async def leave(self) -> None:
+        if self._channel is None:
+            return
+        try:
+            await self.layer.group_discard(self.group, self._channel)
+        except Exception:
+            logger.warning("Leaving group %s failed", self.group, exc_info=True)
+
+    def publish(self, message: Message) -> None:
+        try:
+            self._outbox.put_nowait({"origin": self.origin, **message})
+        except asyncio.QueueFull:
+            # Receivers heal from the log what never reaches them.
+            self._stats["publish_dropped"] += 1
+
+    async def publish_forever(self) -> None:
+        failing = False
+        while True:
+            message = await self._outbox.get()
+            try:
+                await self.layer.group_send(self.group, message)
+            except Exception:
+                self._stats["publish_failed"] += 1
+                if not failing:
+                    logger.exception("Publishing to %s failed", self.group)
+                failing = True
+            else:
+                failing = False
+
+    async def receive_forever(self) -> None:
+        assert self._channel is not None, "join() first"
+        while True:
+            message = await self.layer.receive(self._channel)
+            if message.get("origin") == self.origin:
+                continue  # the pub/sub layer echoes a process's own messages back
+            try:
+                self._on_message(message)
+            except Exception:
+                logger.exception("Bad group message on %s", self.group)
