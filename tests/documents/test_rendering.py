@@ -170,3 +170,22 @@ def test_a_30000_deep_chain_renders_flat_without_crashing() -> None:
 def test_empty_document_renders_empty() -> None:
     fragment = load_fragment(b"")
     assert (to_html(fragment), to_markdown(fragment), to_text(fragment)) == ("", "", "")
+
+
+# Recorded with Tiptap 3 + y-tiptap (same extensions as record_tiptap.mjs): a paragraph
+# "bold", hardBreak, "more", all three bold. The authoring editor's getHTML() keeps the
+# mark open across the break ("<strong>bold<br>more</strong>"), but y-tiptap stores no marks
+# on element nodes, so every editor that loads the document from Yjs (other clients, a
+# reload) shows the form below; the server renders what those editors show.
+MARKED_BREAK_UPDATE = (
+    "AQq4oYb5CwAHAQdkZWZhdWx0AwlwYXJhZ3JhcGgHALihhvkLAAYGALihhvkLAQRib2xkAnt9hLihhvkLAgRib2xk"
+    "hrihhvkLBgRib2xkBG51bGyHuKGG+QsBAwloYXJkQnJlYWuHuKGG+QsIBgYAuKGG+QsJBGJvbGQCe32EuKGG+QsK"
+    "BG1vcmWGuKGG+QsOBGJvbGQEbnVsbAA="
+)
+MARKED_BREAK_RELOADED_HTML = "<p><strong>bold</strong><br><strong>more</strong></p>"
+
+
+def test_marks_around_a_hard_break_render_like_a_tiptap_editor_loading_the_document() -> None:
+    fragment = load_fragment(base64.b64decode(MARKED_BREAK_UPDATE))
+    assert to_html(fragment) == MARKED_BREAK_RELOADED_HTML
+    assert to_markdown(fragment) == "**bold**\\\n**more**\n"
