@@ -13,7 +13,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/editor
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint format services migrate check-bundle build
+.PHONY: help run serve test lint format services migrate bench check-bundle build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -79,3 +79,9 @@ build: node_modules/.installed ## rebuild the front-end bundle into static/ (com
 
 check-bundle: node_modules/.installed ## fail when the committed bundle in static/ is stale
 	scripts/check-bundle
+
+bench: $(VENV)/.runtime services ## benchmarks vs the reference Yjs servers -> bench/RESULTS.md (~15 min; BENCH_ARGS=--quick)
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
+	test -x bench/.venv-peers/bin/python || python3 -m venv bench/.venv-peers
+	bench/.venv-peers/bin/pip install --quiet -r bench/requirements-peers.txt
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
