@@ -3,7 +3,7 @@ server process died and its clients' edits were adopted and resent through the o
 
 Every edit is in the log (Yjs applies the rows once, in order, and gets them all; so does
 pycrdt when it applies them twice), but pycrdt 0.14.13 applying them once in order, which
-is how `collab.rooms.build_doc` loads a room and how `collab.persistence.compact` folds
+is how `collab.ydocs.build_doc` loads a room and how `collab.persistence.compact` folds
 the log, leaves structs pending: the loaded document lacks edits the log holds.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc
 
-from collab.rooms import build_doc
+from collab.ydocs import build_doc
 from tests.convergence.peers import decode_state_vector
 
 pytestmark = pytest.mark.convergence
