@@ -16,9 +16,9 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
-from pycrdt import Doc
 
 from collab.updates import is_covered
+from collab.ydocs import build_doc
 from documents.models import Document, DocumentUpdate, DocumentVersion
 
 logger = logging.getLogger(__name__)
@@ -147,14 +147,8 @@ def compact(document_id: uuid.UUID) -> Compaction:
         )
         if not rows:
             return Compaction(folded=0, kept=0, state_bytes=len(document.state or b""))
-        doc = Doc()
-        if document.state:
-            doc.apply_update(bytes(document.state))
-        for _, seq, data in rows:
-            try:
-                doc.apply_update(bytes(data))
-            except ValueError:
-                logger.error("Log row %s of document %s does not decode", seq, document_id)
+        stored = [bytes(document.state)] if document.state else []
+        doc, _ = build_doc(stored + [bytes(data) for _, _, data in rows], document_id)
         state = doc.get_update()
         state_vector = doc.get_state()
         # Once a document has versions, rows newer than the latest one stay too: the next

@@ -90,6 +90,8 @@ class Room:
         self.group = group_name(document_id)
         self.origin = uuid.uuid4().hex
         self.doc = Doc()
+        self.pending: list[bytes] = []
+        """Updates the doc holds but has not integrated yet (see ydocs.py)."""
         self.awareness = AwarenessTable()
         self.members: dict[Connection, Member] = {}
         self.sequences = SequenceTracker(watermark=0)
@@ -135,7 +137,7 @@ class Room:
         self._spawn(self.journal.run())
 
     def _load(self, stored: StoredDocument) -> None:
-        self.doc = build_doc(stored.updates, self.document_id)
+        self.doc, self.pending = build_doc(stored.updates, self.document_id)
         self.approx_bytes = sum(len(update) for update in stored.updates)
         self.sequences.reset(stored.watermark)
         self._compacted_through = stored.state_seq
@@ -248,7 +250,7 @@ class Room:
         else:
             check_update(update, max_depth=conf.MAX_NESTING_DEPTH)
         try:
-            apply(self.doc, update)
+            apply(self.doc, update, self.pending)
         except ApplyFailed as exc:
             logger.error(
                 "Update on document %s failed part way (%s); rebuilding", self.document_id, exc
@@ -426,7 +428,7 @@ class Room:
 
     def _apply_remote(self, update: bytes) -> None:
         try:
-            apply(self.doc, update)
+            apply(self.doc, update, self.pending)
         except (InvalidUpdate, ApplyFailed) as exc:
             logger.error("Remote update for %s failed (%s); rebuilding", self.document_id, exc)
             self.rebuild_soon()
@@ -480,7 +482,7 @@ class Room:
             if seq is not None and not self.sequences.needs(seq):
                 continue
             try:
-                apply(self.doc, update)
+                apply(self.doc, update, self.pending)
             except (InvalidUpdate, ApplyFailed):
                 logger.error("Stored update %s of %s does not apply", seq, self.document_id)
             applied += 1
@@ -508,7 +510,7 @@ class Room:
             self.stats["rebuilds"] += 1
             stored = await aload_document(self.document_id)
             pending = self.journal.pending_updates + self.sequences.unconfirmed_updates
-            self.doc = build_doc(stored.updates + pending, self.document_id)
+            self.doc, self.pending = build_doc(stored.updates + pending, self.document_id)
             self.sequences.reset(stored.watermark)
             step1 = protocol.sync_step1(self.doc.get_state())
             for connection in self.members:

@@ -94,15 +94,12 @@ def describe(doc: Doc, seq: int) -> Content:
 def load_current_doc(document_id: uuid.UUID) -> tuple[Doc, int]:
     """A pycrdt Doc of the document as stored (state and log) and the log position it covers."""
     from collab.persistence import load_document
+    from collab.ydocs import build_doc
 
     stored = load_document(document_id)
-    doc: Doc = Doc()
-    for update in stored.updates:
-        try:
-            doc.apply_update(update)
-        except (ValueError, RuntimeError):
-            # Compaction logs undecodable rows and keeps going; so does history.
-            logger.error("A stored update of document %s does not apply", document_id)
+    # build_doc skips (and logs) undecodable rows, and integrates what pycrdt would
+    # leave pending, exactly as a room loads the document.
+    doc, _ = build_doc(stored.updates, document_id)
     return doc, stored.watermark
 
 

@@ -18,6 +18,7 @@ from django.test import Client
 from pycrdt import Doc
 
 from collab.persistence import load_document
+from collab.ydocs import build_doc
 from tests.convergence.peers import ClientLoop, NodePeer, Peer, PyPeer, decode_state_vector
 from tests.convergence.workload import Ledger, canonical, missing_or_duplicated
 from tests.e2e.servers import ARTIFACTS, ServerProcess, free_port
@@ -30,10 +31,9 @@ def session_cookie(user: AbstractUser) -> str:
 
 
 def stored_update(document_id: uuid.UUID) -> bytes:
-    """The document as PostgreSQL holds it (merged state plus log), as one update."""
-    doc = Doc()
-    for update in load_document(document_id).updates:
-        doc.apply_update(update)
+    """The document as PostgreSQL holds it (merged state plus log), loaded the way a room
+    loads it, as one update."""
+    doc, _ = build_doc(load_document(document_id).updates, document_id)
     return doc.get_update()
 
 
