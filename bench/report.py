@@ -186,6 +186,10 @@ def twogen_section(r: dict[str, Any]) -> str:
     )
 
 
+def top_passed(phases: list[dict[str, Any]], rates: list[int]) -> bool:
+    return bool(phases) and phases[-1]["ok"] and phases[-1]["rate"] == rates[-1]
+
+
 def throughput_section(r: dict[str, Any]) -> str:
     sec = r.get("throughput", {})
     if not sec:
@@ -215,8 +219,12 @@ def throughput_section(r: dict[str, Any]) -> str:
         rows.append(
             [
                 NAMES[kind],
-                fmt(best.get(kind)),
-                "" if kind.startswith("ours") else ratio(best.get("ours"), best.get(kind)),
+                # Passing the top step only bounds the ceiling from below.
+                ("≥ " if top_passed(sec[kind]["phases"], p["rates"]) else "") + fmt(best.get(kind)),
+                ""
+                if kind.startswith("ours")
+                else ("≤ " if top_passed(sec[kind]["phases"], p["rates"]) else "")
+                + ratio(best.get("ours"), best.get(kind)),
                 steps,
             ]
         )
