@@ -42,7 +42,8 @@ run: $(VENV)/.runtime ## develop: serve http://127.0.0.1:8000 (SQLite + in-memor
 	@echo "  Then open http://$(HOST):$(PORT)/"
 	@echo
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) -m uvicorn editor.asgi:application \
-		--host $(HOST) --port $(PORT) --ws-max-size $(WS_MAX_SIZE) --lifespan on
+		--host $(HOST) --port $(PORT) --ws-max-size $(WS_MAX_SIZE) --ws-per-message-deflate false \
+		--lifespan on
 
 serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL and Redis (installs nothing)
 	@if [ "$(WORKERS)" -gt 1 ] && [ -z "$$REDIS_URL" ]; then \
@@ -50,6 +51,7 @@ serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL 
 	$(PYTHON) -m uvicorn editor.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WORKERS) --loop uvloop --http httptools --ws websockets \
 		--ws-max-size $(WS_MAX_SIZE) --ws-ping-interval 20 --ws-ping-timeout 20 \
+		--ws-per-message-deflate false \
 		--lifespan on --timeout-graceful-shutdown 10 --no-access-log
 
 services: ## start PostgreSQL and Redis on this machine if they are down

@@ -28,7 +28,7 @@ NAMES = {
     "yws": "@y/websocket-server",
     "hocus": "Hocuspocus",
     "pycrdt": "pycrdt-websocket",
-    "ours-nodeflate": "ours, deflate off (experiment)",
+    "ours-deflate": "ours, permessage-deflate on (as before)",
 }
 
 
@@ -64,7 +64,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def kinds(section: dict[str, Any]) -> list[str]:
-    return [k for k in ["ours", *PEERS, "ours-nodeflate"] if k in section]
+    return [k for k in ["ours", *PEERS, "ours-deflate"] if k in section]
 
 
 def err(section: dict[str, Any], kind: str) -> str | None:

@@ -140,7 +140,7 @@ class Server:
     """One server process on a free loopback port; `url` is its WebSocket base."""
 
     def __init__(self, kind: str, *, b4_room: str, env: dict[str, str] | None = None) -> None:
-        # "ours-nodeflate" is ours with uvicorn's permessage-deflate off (an experiment).
+        # "ours-deflate" is ours with uvicorn's permessage-deflate on (an experiment).
         self.variant = kind
         kind = "ours" if kind.startswith("ours") else kind
         self.kind = kind
@@ -174,8 +174,9 @@ class Server:
                 "on",
                 "--no-access-log",
             ]
-            if self.variant == "ours-nodeflate":
-                self.argv += ["--ws-per-message-deflate", "false"]
+            # `make serve` turns permessage-deflate off; "ours-deflate" measures it on.
+            deflate = "true" if self.variant == "ours-deflate" else "false"
+            self.argv += ["--ws-per-message-deflate", deflate]
             self.env = ours_env(**(env or {}))
         elif kind == "pycrdt":
             self.argv = [str(PEERS_PYTHON), str(BENCH / "peers" / "pycrdt_server.py")]
@@ -508,7 +509,7 @@ def main() -> None:
         "--quick", action="store_true", help="small sizes, to smoke-test the harness"
     )
     parser.add_argument("--only", default=",".join(SCENARIOS))
-    parser.add_argument("--servers", default=",".join(["ours", *PEERS, "ours-nodeflate"]))
+    parser.add_argument("--servers", default=",".join(["ours", *PEERS, "ours-deflate"]))
     parser.add_argument("--docs", type=int, default=320)
     parser.add_argument("--json", type=Path, default=CACHE / "results.json")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
@@ -542,7 +543,7 @@ def main() -> None:
             for kind in kinds:
                 if scenario in ONLY_OURS and not kind.startswith("ours"):
                     continue
-                if kind == "ours-nodeflate" and scenario not in ("fanout", "idle"):
+                if kind == "ours-deflate" and scenario not in ("fanout", "idle"):
                     continue
                 log(f"{scenario}: {kind}")
                 params = sizes[scenario]
@@ -569,7 +570,7 @@ def main() -> None:
                                 "COLLAB_MAX_MESSAGE_BYTES": str(16 << 20),
                                 "WS_MAX_SIZE": str(32 << 20),
                             }
-                            if kind in ("ours", "ours-nodeflate", "pycrdt")
+                            if kind in ("ours", "ours-deflate", "pycrdt")
                             else None
                         )
                         server = start(kind, setup, env)

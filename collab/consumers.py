@@ -40,11 +40,13 @@ class SocketConnection:
         self.extensions = extensions
         self.closed = False
         self.outbox: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue()
+        # Read once: a Django settings lookup per frame per socket shows in profiles.
+        self.limit = conf.SEND_QUEUE_LIMIT
 
     def send(self, frame: bytes) -> None:
         if self.closed:
             return
-        if self.outbox.qsize() >= conf.SEND_QUEUE_LIMIT:
+        if self.outbox.qsize() >= self.limit:
             logger.warning("Closing the socket of user %s: it is not reading", self.user_id)
             # What it has not read yet is dropped: its client resyncs on reconnect.
             while not self.outbox.empty():
@@ -68,6 +70,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     connection: SocketConnection | None = None
     room: Room | None = None
+    _max_bytes = 0
     _writer: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -110,6 +113,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             extensions=query.get("extensions") == ["1"],
         )
         self.connection = connection
+        self._max_bytes = conf.MAX_MESSAGE_BYTES
         await self.accept()
         self._writer = asyncio.ensure_future(self._write_forever(connection))
         try:
@@ -126,7 +130,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             return
         if bytes_data is None:
             self._reject(CloseCode.BAD_MESSAGE, "text frame")
-        elif len(bytes_data) > conf.MAX_MESSAGE_BYTES:
+        elif len(bytes_data) > self._max_bytes:
             self._reject(CloseCode.TOO_LARGE, f"{len(bytes_data)}-byte frame")
         else:
             try:
@@ -154,10 +158,19 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             registry.leave(room, self.connection)
 
     async def _write_forever(self, connection: SocketConnection) -> None:
+        # Frames go to the ASGI send below Channels' per-message wrappers, and whatever
+        # queued up meanwhile is written without waking this task once per frame: this
+        # loop runs once per frame per socket, the hottest path of a busy room.
+        send, outbox = self.base_send, connection.outbox
         while True:
-            item = await connection.outbox.get()
-            if isinstance(item, tuple):
-                code, reason = item
-                await self.close(code=code, reason=reason or None)
-                return
-            await self.send(bytes_data=item)
+            item = await outbox.get()
+            while True:
+                if isinstance(item, tuple):
+                    code, reason = item
+                    await self.close(code=code, reason=reason or None)
+                    return
+                await send({"type": "websocket.send", "bytes": item})
+                try:
+                    item = outbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    break

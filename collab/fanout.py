@@ -9,6 +9,7 @@ Messages (msgpack over channels-redis; every one carries the sender's `origin`):
     room.awareness  {update}               presence of a local client
     room.access     {}                     re-check who may read and write (documents)
     room.title      {title}                the document was renamed (documents)
+    room.batch      {messages}             several of the above, in order
 """
 
 from __future__ import annotations
@@ -68,7 +69,16 @@ class GroupLink:
     async def publish_forever(self) -> None:
         failing = False
         while True:
-            message = await self._outbox.get()
+            # Everything queued while the previous PUBLISH was on its way goes out as one
+            # message: one Redis round trip per loop turn, not per keystroke.
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            message = (
+                batch[0]
+                if len(batch) == 1
+                else {"type": "room.batch", "origin": self.origin, "messages": batch}
+            )
             try:
                 await self.layer.group_send(self.group, message)
             except Exception:
@@ -85,7 +95,9 @@ class GroupLink:
             message = await self.layer.receive(self._channel)
             if message.get("origin") == self.origin:
                 continue  # the pub/sub layer echoes a process's own messages back
-            try:
-                self._on_message(message)
-            except Exception:
-                logger.exception("Bad group message on %s", self.group)
+            batch = message["messages"] if message.get("type") == "room.batch" else [message]
+            for item in batch:
+                try:
+                    self._on_message(item)
+                except Exception:
+                    logger.exception("Bad group message on %s", self.group)

@@ -114,6 +114,9 @@ class Room:
         self._published = 0
         self._compacted_through = 0
         self.approx_bytes = 0
+        # Read once per room, not per update (settings lookups show in profiles).
+        self._max_depth = conf.MAX_NESTING_DEPTH
+        self._max_document_bytes = conf.MAX_DOCUMENT_BYTES
         """Stored bytes of the document, roughly: what the size limit is checked against."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heal_task: asyncio.Task[None] | None = None
@@ -242,13 +245,13 @@ class Room:
             # Nothing to store, but it is acknowledged in order with the others.
             self.journal.append(PendingWrite(None, connection.user_id, member))
             return
-        if self.approx_bytes + len(update) > conf.MAX_DOCUMENT_BYTES:
+        if self.approx_bytes + len(update) > self._max_document_bytes:
             connection.send(protocol.permission_denied("document too large"))
             raise TooLarge("the document is at its size limit")
         if len(update) > LARGE_UPDATE_BYTES:
-            await asyncio.to_thread(check_update, update, max_depth=conf.MAX_NESTING_DEPTH)
+            await asyncio.to_thread(check_update, update, max_depth=self._max_depth)
         else:
-            check_update(update, max_depth=conf.MAX_NESTING_DEPTH)
+            check_update(update, max_depth=self._max_depth)
         try:
             apply(self.doc, update, self.pending)
         except ApplyFailed as exc:

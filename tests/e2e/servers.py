@@ -80,6 +80,8 @@ class ServerProcess:
                 "websockets",
                 "--lifespan",
                 "on",
+                "--ws-per-message-deflate",
+                "false",
                 "--timeout-graceful-shutdown",
                 "5",
             ],
