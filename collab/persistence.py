@@ -171,9 +171,7 @@ def compact(document_id: uuid.UUID) -> Compaction:
 
 
 aload_document = database_sync_to_async(load_document)
-# Not thread-sensitive: every room's commits would otherwise queue behind one database
-# thread; each room still awaits its own commits one at a time.
-aappend_updates = database_sync_to_async(append_updates, thread_sensitive=False)
+aappend_updates = database_sync_to_async(append_updates)
 afetch_missing = database_sync_to_async(fetch_missing)
 alast_seqs = database_sync_to_async(last_seqs)
 acompact = database_sync_to_async(compact)
