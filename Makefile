@@ -9,6 +9,8 @@ WORKERS ?= 2
 # uvicorn's own frame cap; the application closes frames above COLLAB_MAX_MESSAGE_BYTES
 # (1 MiB) with a clear code 4413 before this one is reached.
 WS_MAX_SIZE ?= 4194304
+# Where the workers of `make serve` write their Prometheus samples (emptied at start).
+METRICS_DIR ?= /tmp/collab-metrics-$(PORT)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/editor
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
@@ -48,7 +50,8 @@ run: $(VENV)/.runtime ## develop: serve http://127.0.0.1:8000 (SQLite + in-memor
 serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL and Redis (installs nothing)
 	@if [ "$(WORKERS)" -gt 1 ] && [ -z "$$REDIS_URL" ]; then \
 		echo "make serve: WORKERS=$(WORKERS) needs REDIS_URL so the processes can reach each other." >&2; exit 2; fi
-	$(PYTHON) -m uvicorn editor.asgi:application --host $(HOST) --port $(PORT) \
+	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) $(PYTHON) -m uvicorn editor.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WORKERS) --loop uvloop --http httptools --ws websockets \
 		--ws-max-size $(WS_MAX_SIZE) --ws-ping-interval 20 --ws-ping-timeout 20 \
 		--ws-per-message-deflate false \

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from collab import metrics
 from collab.conf import conf
 from collab.persistence import DocumentGone
 from collab.protocol import CloseCode, ProtocolError
@@ -59,6 +60,7 @@ class SocketConnection:
         if self.closed:
             return
         self.closed = True
+        metrics.CLOSED.labels(str(code)).inc()
         # Queued after what was already sent its way (an error notice, say).
         self.outbox.put_nowait((code, reason))
 
@@ -77,6 +79,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         finally:
+            if self.connection is not None:
+                metrics.CONNECTIONS.dec()
             # Under uvicorn a send to a closing client can end the consumer without
             # websocket.disconnect ever being dispatched: clean up here, always.
             self._leave_room()
@@ -115,6 +119,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self.connection = connection
         self._max_bytes = conf.MAX_MESSAGE_BYTES
         await self.accept()
+        metrics.CONNECTIONS.inc()
         self._writer = asyncio.ensure_future(self._write_forever(connection))
         try:
             self.room = await registry.join(document_id, connection)

@@ -22,6 +22,8 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
+from collab import metrics
+
 logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 10_000
@@ -65,6 +67,7 @@ class GroupLink:
         except asyncio.QueueFull:
             # Receivers heal from the log what never reaches them.
             self._stats["publish_dropped"] += 1
+            metrics.PUBLISH_DROPPED.inc()
 
     async def publish_forever(self) -> None:
         failing = False

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from collab import metrics
 from collab.conf import conf
 from collab.persistence import DocumentGone, aappend_updates
 
@@ -33,6 +35,7 @@ class PendingWrite:
     """The room member (connection) that sent it, to be told when it is committed."""
     n: int | None = None
     """The number it was published under, when other processes received it already."""
+    received_at: float = field(default_factory=time.monotonic)
 
 
 Committed = Callable[[list[PendingWrite], int, int], None]
@@ -79,6 +82,7 @@ class Journal:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 rows = [(w.update, w.author_id) for w in batch if w.update is not None]
+                started = time.monotonic()
                 try:
                     first, last = await aappend_updates(self.document_id, rows) if rows else (0, -1)
                 except DocumentGone:
@@ -87,6 +91,7 @@ class Journal:
                     self._on_gone()
                     break
                 except Exception:
+                    metrics.STORE_FAILURES.inc()
                     if self.failures == 0:
                         logger.exception(
                             "Storing %d updates of document %s failed; keeping them and retrying",
@@ -105,6 +110,10 @@ class Journal:
                     )
                 self.failures = 0
                 backoff = 0.05
+                done = time.monotonic()
+                if rows:
+                    metrics.COMMIT_SECONDS.observe(done - started)
+                    metrics.COMMIT_LAG_SECONDS.observe(done - batch[0].received_at)
                 del self._pending[: len(batch)]
                 self._on_committed(batch, first, last)
             if not self._pending:

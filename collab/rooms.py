@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from channels.layers import BaseChannelLayer
 from pycrdt import Doc
 
-from collab import protocol
+from collab import metrics, protocol
 from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries
 from collab.conf import conf
 from collab.fanout import GroupLink
@@ -112,6 +112,7 @@ class Room:
             else None
         )
         self._published = 0
+        self._counted = False
         self._compacted_through = 0
         self.approx_bytes = 0
         # Read once per room, not per update (settings lookups show in profiles).
@@ -138,6 +139,8 @@ class Room:
         stored = await aload_document(self.document_id)
         self._load(stored)
         self._spawn(self.journal.run())
+        metrics.ROOMS.inc()
+        self._counted = True
 
     def _load(self, stored: StoredDocument) -> None:
         self.doc, self.pending = build_doc(stored.updates, self.document_id)
@@ -147,6 +150,9 @@ class Room:
 
     async def stop(self) -> None:
         self.closed = True
+        if self._counted:
+            metrics.ROOMS.dec()
+            self._counted = False
         if self._link is not None:
             await self._link.leave()
         for task in list(self._tasks):
@@ -231,6 +237,7 @@ class Room:
                 self.journal.append(PendingWrite(None, connection.user_id, member))
                 return
             self.stats["dropped_writes"] += 1
+            metrics.DROPPED_WRITES.inc()
             if not member.denied_notice_sent:
                 logger.warning(
                     "Dropped a write from read-only user %s on document %s",
@@ -276,6 +283,7 @@ class Room:
         )
         self.journal.append(PendingWrite(update, connection.user_id, member, self._published))
         self.stats["updates"] += 1
+        metrics.UPDATES.inc()
 
     def _receive_awareness(self, member: Member, payload: bytes) -> None:
         entries = decode_entries(payload)
@@ -360,6 +368,7 @@ class Room:
 
     def _adopt(self, remote: RemoteUpdate) -> None:
         self.stats["adopted"] += 1
+        metrics.ADOPTED.inc()
         self.journal.append(PendingWrite(remote.update, remote.author_id))
 
     def adopt_stale(self) -> None:
@@ -496,6 +505,7 @@ class Room:
                 self.sequences.mark_applied(seq, seq)
         if applied:
             self.stats["healed"] += applied
+            metrics.HEALED.inc(applied)
             logger.info("Healed %d updates of document %s from the log", applied, self.document_id)
             frame = protocol.sync_update(self.doc.get_update(before))
             for connection in self.members:

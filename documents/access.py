@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import close_old_connections
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
@@ -104,7 +105,16 @@ def get_document_access(user: AnyUser, pk: uuid.UUID | str) -> DocumentAccess | 
     return DocumentAccess(document=document, can_write=role in (OWNER, Role.EDITOR))
 
 
-aget_document_access = sync_to_async(get_document_access)
+def _get_document_access_then_close(user: AnyUser, pk: uuid.UUID | str) -> DocumentAccess | None:
+    # Called from a WebSocket consumer: no request cycle closes the connection of the
+    # thread this runs in, so close it here once it outlived CONN_MAX_AGE.
+    try:
+        return get_document_access(user, pk)
+    finally:
+        close_old_connections()
+
+
+aget_document_access = sync_to_async(_get_document_access_then_close)
 
 
 def get_document_for_user(user: AnyUser, pk: uuid.UUID | str) -> tuple[Document, bool]:
