@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AbstractUser
 from pycrdt import Doc, Text
 
@@ -12,7 +14,8 @@ from collab.persistence import aload_document
 from collab.protocol import CloseCode
 from collab.registry import registry
 from documents.models import Document
-from tests.collab.conftest import Connect
+from editor.asgi import application
+from tests.collab.conftest import Connect, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,3 +153,16 @@ async def test_the_document_survives_its_room(
     assert document.pk not in registry.rooms
     reader = await ws_connect(alice, document)
     await reader.until(lambda: str(reader.text) == "persisted")
+
+
+async def test_a_handshake_without_origin_is_refused(
+    alice: AbstractUser, document: Document
+) -> None:
+    # Browsers always send Origin; a missing one is refused rather than trusted.
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/documents/{document.pk}", headers=[(b"cookie", cookie.encode())]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+    await communicator.disconnect()
