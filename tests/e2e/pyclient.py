@@ -216,6 +216,16 @@ class YClient:
         """Send one frame as is; `Disconnected` if the socket is closed meanwhile."""
         if isinstance(message, bytes) and is_write(message):
             self.writes_sent += 1
+        await self._send_frame(message)
+
+    def _queue(self, message: bytes) -> None:
+        # Counted when queued, not when sent: "every write saved" must not hold while an
+        # edit still waits for its turn to go out.
+        if is_write(message):
+            self.writes_sent += 1
+        self._outgoing.put_nowait(message)
+
+    async def _send_frame(self, message: bytes | str) -> None:
         try:
             async with self._send_lock:
                 await self.ws.send(message)
@@ -235,13 +245,13 @@ class YClient:
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         if not self._applying_remote and event.update != EMPTY_UPDATE:
-            self._outgoing.put_nowait(sync_update(event.update))
+            self._queue(sync_update(event.update))
 
     async def _write_forever(self) -> None:
         while True:
             message = await self._outgoing.get()
             try:
-                await self.send(message)
+                await self._send_frame(message)
             except Disconnected:
                 return  # the reader records the close code
 
@@ -296,7 +306,7 @@ class YClient:
 
     def _handle_sync(self, step: int, payload: bytes) -> None:
         if step == STEP1:
-            self._outgoing.put_nowait(sync_step2(self.doc.get_update(payload)))
+            self._queue(sync_step2(self.doc.get_update(payload)))
         elif step in (STEP2, UPDATE):
             self._applying_remote = True
             try:

@@ -93,19 +93,23 @@ class Client:
         self._remote = False
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
         self.doc.observe(self._on_transaction)
-        self._outgoing.put_nowait(_sync(STEP1, self.doc.get_state()))
+        self._queue(_sync(STEP1, self.doc.get_state()))
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._write())]
+
+    def _queue(self, frame: bytes) -> None:
+        # Counted when queued, not when sent: "everything saved" must not hold while an
+        # edit is still waiting for its turn to go out.
+        if frame[1] in (STEP2, UPDATE):
+            self.writes += 1
+        self._outgoing.put_nowait(frame)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         if not self._remote and event.update != b"\x00\x00":
-            self._outgoing.put_nowait(_sync(UPDATE, event.update))
+            self._queue(_sync(UPDATE, event.update))
 
     async def _write(self) -> None:
         while True:
-            frame = await self._outgoing.get()
-            if frame[1] in (STEP2, UPDATE):
-                self.writes += 1
-            await self.ws.send(frame)
+            await self.ws.send(await self._outgoing.get())
 
     async def _read(self) -> None:
         try:
@@ -118,7 +122,7 @@ class Client:
                     length, pos = _var_uint(message, pos)
                     payload = message[pos : pos + length]
                     if step == STEP1:
-                        self._outgoing.put_nowait(_sync(STEP2, self.doc.get_update(payload)))
+                        self._queue(_sync(STEP2, self.doc.get_update(payload)))
                     else:
                         self._remote = True
                         try:
