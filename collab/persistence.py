@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -63,6 +63,10 @@ def append_updates(
 
     The document row is locked while numbers are handed out, so numbers are gapless and
     a visible row implies that every lower number is visible too."""
+    if not entries:
+        raise ValueError("nothing to append")
+    if connection.vendor == "postgresql":
+        return _append_updates_postgresql(document_id, entries)
     with transaction.atomic():
         try:
             last_seq = (
@@ -80,6 +84,45 @@ def append_updates(
         last = last_seq + len(entries)
         Document.objects.filter(pk=document_id).update(last_seq=last, updated_at=timezone.now())
     return first, last
+
+
+# One statement, one round trip: the UPDATE takes the document's row lock and hands out
+# the numbers, the INSERT writes every row of the batch from two arrays. This is the
+# journal's hot path (a quarter of the server's CPU under load went to the three ORM
+# statements it replaces, see bench/NOTES.md).
+_APPEND_SQL = """
+WITH numbered AS (
+    UPDATE {documents} SET last_seq = last_seq + %(n)s, updated_at = now()
+    WHERE id = %(id)s
+    RETURNING last_seq - %(n)s AS base
+)
+INSERT INTO {updates} (document_id, seq, data, author_id, created_at)
+SELECT %(id)s, numbered.base + rows.ord, rows.data, rows.author, now()
+FROM numbered, unnest(%(data)s::bytea[], %(authors)s::bigint[])
+    WITH ORDINALITY AS rows(data, author, ord)
+RETURNING seq
+"""
+
+
+def _append_updates_postgresql(
+    document_id: uuid.UUID, entries: list[tuple[bytes, int | None]]
+) -> tuple[int, int]:
+    sql = _APPEND_SQL.format(
+        documents=connection.ops.quote_name(Document._meta.db_table),
+        updates=connection.ops.quote_name(DocumentUpdate._meta.db_table),
+    )
+    params = {
+        "id": document_id,
+        "n": len(entries),
+        "data": [update for update, _ in entries],
+        "authors": [author for _, author in entries],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        seqs = [seq for (seq,) in cursor.fetchall()]
+    if not seqs:
+        raise DocumentGone(document_id)
+    return min(seqs), max(seqs)
 
 
 @dataclass(frozen=True)

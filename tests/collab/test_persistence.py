@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import pytest
+from django.db import connection
 from pycrdt import Doc, Text
 
-from collab.persistence import append_updates, compact, fetch_missing, load_document
+from collab.persistence import (
+    DocumentGone,
+    append_updates,
+    compact,
+    fetch_missing,
+    load_document,
+)
 from documents.models import Document, DocumentUpdate
 
 
@@ -23,7 +31,13 @@ def typed(*chunks: str) -> list[bytes]:
     return updates
 
 
-def test_sequence_numbers_are_gapless_and_recorded(document: Document) -> None:
+@pytest.mark.parametrize("vendor", ["postgresql", "any other database"])
+def test_sequence_numbers_are_gapless_and_recorded(
+    document: Document, vendor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if vendor != "postgresql":
+        # The portable ORM path (SQLite under `make run`), run here on PostgreSQL.
+        monkeypatch.setattr(connection, "vendor", "sqlite")
     a, b, c = typed("a", "b", "c")
     assert append_updates(document.pk, [(a, document.owner_id), (b, None)]) == (1, 2)
     assert append_updates(document.pk, [(c, None)]) == (3, 3)
@@ -32,6 +46,18 @@ def test_sequence_numbers_are_gapless_and_recorded(document: Document) -> None:
     assert list(DocumentUpdate.objects.values_list("seq", flat=True)) == [1, 2, 3]
     stored = load_document(document.pk)
     assert text_of(stored.updates) == "abc" and stored.watermark == 3
+    assert list(DocumentUpdate.objects.values_list("author_id", flat=True)) == [
+        document.owner_id,
+        None,
+        None,
+    ]
+
+
+def test_appending_to_a_deleted_document_says_so(document: Document) -> None:
+    document_id = document.pk
+    document.delete()
+    with pytest.raises(DocumentGone):
+        append_updates(document_id, [(typed("x")[0], None)])
 
 
 def test_compaction_folds_covered_rows_and_keeps_pending_ones(document: Document) -> None:
