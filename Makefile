@@ -44,7 +44,7 @@ run: $(VENV)/.runtime ## develop: serve http://127.0.0.1:8000 (SQLite + in-memor
 	@echo "  Then open http://$(HOST):$(PORT)/"
 	@echo
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) -m uvicorn editor.asgi:application \
-		--host $(HOST) --port $(PORT) --ws-max-size $(WS_MAX_SIZE) --ws-per-message-deflate false \
+		--host $(HOST) --port $(PORT) --ws websockets-sansio --ws-max-size $(WS_MAX_SIZE) --ws-per-message-deflate false \
 		--lifespan on
 
 serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL and Redis (installs nothing)
@@ -52,7 +52,7 @@ serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL 
 		echo "make serve: WORKERS=$(WORKERS) needs REDIS_URL so the processes can reach each other." >&2; exit 2; fi
 	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
 	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) $(PYTHON) -m uvicorn editor.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --loop uvloop --http httptools --ws websockets \
+		--workers $(WORKERS) --loop uvloop --http httptools --ws websockets-sansio \
 		--ws-max-size $(WS_MAX_SIZE) --ws-ping-interval 20 --ws-ping-timeout 20 \
 		--ws-per-message-deflate false \
 		--lifespan on --timeout-graceful-shutdown 10 --no-access-log

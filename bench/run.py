@@ -167,7 +167,7 @@ class Server:
                 "--http",
                 "httptools",
                 "--ws",
-                "websockets",
+                "websockets-sansio",
                 "--ws-max-size",
                 ws_max,
                 "--lifespan",

@@ -77,7 +77,7 @@ class ServerProcess:
                 "--loop",
                 "uvloop",
                 "--ws",
-                "websockets",
+                "websockets-sansio",
                 "--lifespan",
                 "on",
                 "--ws-per-message-deflate",
