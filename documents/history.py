@@ -37,7 +37,7 @@ from django.db import transaction
 from django.db.models import F, Max, Min, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from pycrdt import Doc, XmlElement, XmlFragment, XmlText
+from pycrdt import Doc, XmlElement, XmlFragment, XmlText, write_var_uint
 
 from documents.diffs import count_changes, diff_blocks
 from documents.models import Document, DocumentUpdate, DocumentVersion
@@ -123,13 +123,6 @@ def _read_uint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _write_uint(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-
-
 Ranges = list[tuple[int, int]]
 """Sorted, disjoint, non-adjacent `[start, end)` clock ranges of one client."""
 
@@ -162,13 +155,13 @@ def _decode_delete_set(data: bytes, pos: int = 0) -> dict[int, Ranges]:
 def _encode_delete_set(delete_set: dict[int, Ranges]) -> bytes:
     out = bytearray()
     clients = [(client, ranges) for client, ranges in delete_set.items() if ranges]
-    _write_uint(out, len(clients))
+    out += write_var_uint(len(clients))
     for client, ranges in clients:
-        _write_uint(out, client)
-        _write_uint(out, len(ranges))
+        out += write_var_uint(client)
+        out += write_var_uint(len(ranges))
         for start, end in ranges:
-            _write_uint(out, start)
-            _write_uint(out, end - start)
+            out += write_var_uint(start)
+            out += write_var_uint(end - start)
     return bytes(out)
 
 

@@ -29,32 +29,17 @@ import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from pycrdt import Doc, Text, TransactionEvent, write_var_uint
+from pycrdt import Doc, Text, TransactionEvent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-SYNC, SAVED = 0, 100
-STEP1, STEP2, UPDATE = 0, 1, 2
+from collab import protocol
+
 ROOT = "collab_check"
 
 
 class CheckFailed(Exception):
     pass
-
-
-def _var_uint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _sync(step: int, payload: bytes) -> bytes:
-    return write_var_uint(SYNC) + write_var_uint(step) + write_var_uint(len(payload)) + payload
 
 
 def sign_in(base: str, user: str, password: str, timeout: float) -> str:
@@ -93,19 +78,19 @@ class Client:
         self._remote = False
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
         self.doc.observe(self._on_transaction)
-        self._queue(_sync(STEP1, self.doc.get_state()))
+        self._queue(protocol.sync_step1(self.doc.get_state()))
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._write())]
 
     def _queue(self, frame: bytes) -> None:
         # Counted when queued, not when sent: "everything saved" must not hold while an
         # edit is still waiting for its turn to go out.
-        if frame[1] in (STEP2, UPDATE):
+        if protocol.parse_message(frame).is_write:
             self.writes += 1
         self._outgoing.put_nowait(frame)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         if not self._remote and event.update != b"\x00\x00":
-            self._queue(_sync(UPDATE, event.update))
+            self._queue(protocol.sync_update(event.update))
 
     async def _write(self) -> None:
         while True:
@@ -116,23 +101,23 @@ class Client:
             async for message in self.ws:
                 if isinstance(message, str):
                     continue
-                kind, pos = _var_uint(message, 0)
-                if kind == SYNC:
-                    step, pos = _var_uint(message, pos)
-                    length, pos = _var_uint(message, pos)
+                kind, pos = protocol.read_var_uint(message, 0)
+                if kind == protocol.MessageType.SYNC:
+                    step, pos = protocol.read_var_uint(message, pos)
+                    length, pos = protocol.read_var_uint(message, pos)
                     payload = message[pos : pos + length]
-                    if step == STEP1:
-                        self._queue(_sync(STEP2, self.doc.get_update(payload)))
+                    if step == protocol.SyncStep.STEP1:
+                        self._queue(protocol.sync_step2(self.doc.get_update(payload)))
                     else:
                         self._remote = True
                         try:
                             self.doc.apply_update(payload)
                         finally:
                             self._remote = False
-                        if step == STEP2:
+                        if step == protocol.SyncStep.STEP2:
                             self.synced.set()
-                elif kind == SAVED:
-                    self.saved, _ = _var_uint(message, pos)
+                elif kind == protocol.MessageType.SAVED:
+                    self.saved, _ = protocol.read_var_uint(message, pos)
                 self.changed.set()
         except ConnectionClosed:
             pass
