@@ -118,6 +118,9 @@ class Room:
         # Read once per room, not per update (settings lookups show in profiles).
         self._max_depth = conf.MAX_NESTING_DEPTH
         self._max_document_bytes = conf.MAX_DOCUMENT_BYTES
+        self._max_presence_bytes = conf.MAX_AWARENESS_BYTES
+        self._presence_delay = 1 / conf.AWARENESS_RATE[0]
+        self._viewer_presence = conf.VIEWER_PRESENCE
         """Stored bytes of the document, roughly: what the size limit is checked against."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heal_task: asyncio.Task[None] | None = None
@@ -297,7 +300,7 @@ class Room:
         own = [
             entry
             for entry in entries
-            if entry.client_id == member.client_id and len(entry.state) <= conf.MAX_AWARENESS_BYTES
+            if entry.client_id == member.client_id and len(entry.state) <= self._max_presence_bytes
         ]
         if not own:
             return
@@ -305,8 +308,9 @@ class Room:
             # Cursors move faster than anyone needs to see: keep the newest, send it
             # once the rate allows, never close a socket over it.
             if member.held_presence is None:
-                delay = 1 / conf.AWARENESS_RATE[0]
-                asyncio.get_running_loop().call_later(delay, self._release_presence, member)
+                asyncio.get_running_loop().call_later(
+                    self._presence_delay, self._release_presence, member
+                )
             member.held_presence = own
             self.stats["presence_coalesced"] += 1
             return
@@ -319,7 +323,7 @@ class Room:
 
     def _publish_presence(self, member: Member, own: list[Entry]) -> None:
         update = encode_entries(own)
-        if not member.connection.can_write and not conf.VIEWER_PRESENCE:
+        if not member.connection.can_write and not self._viewer_presence:
             # Hidden from others, but echoed: y-websocket clients that hear nothing
             # for 30 seconds reconnect.
             member.connection.send(protocol.awareness(update))

@@ -46,11 +46,16 @@ def find_user(identifier: str) -> AbstractBaseUser:
 @transaction.atomic
 def share_with(document: Document, identifier: str, role: str) -> Membership:
     """Give the person with this username or e-mail `role` (replacing a direct role)."""
-    user = find_user(identifier)
-    if user.pk == document.owner_id:
+    return set_role(document, find_user(identifier).pk, role)
+
+
+@transaction.atomic
+def set_role(document: Document, user_id: int, role: str) -> Membership:
+    """Give the person `role` directly (replacing a direct role they had)."""
+    if user_id == document.owner_id:
         raise SharingError("The owner already has full access.")
     membership, _ = Membership.objects.update_or_create(
-        document=document, user=user, link=None, defaults={"role": Role(role)}
+        document=document, user_id=user_id, link=None, defaults={"role": Role(role)}
     )
     access_changed(document)
     return membership

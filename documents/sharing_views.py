@@ -84,8 +84,8 @@ def change_person(request: HttpRequest, pk: uuid.UUID, user_id: int) -> HttpResp
         # The former owner may no longer manage sharing: show them the read-only panel.
         document.refresh_from_db()
     elif action in Role.values:
-        membership = get_object_or_404(Membership, document=document, user_id=user_id, link=None)
-        sharing.share_with(document, membership.user.get_username(), action)
+        get_object_or_404(Membership, document=document, user_id=user_id, link=None)
+        sharing.set_role(document, user_id, action)
     else:
         return _panel(request, document, "Unknown action.")
     return _panel(request, document)

@@ -108,3 +108,18 @@ def test_names_and_titles_are_escaped_in_the_panel(
     body = client.get(f"/documents/{document.pk}/share/").content.decode()
     assert "<script>alert" not in body and "<img src=x" not in body
     assert "&lt;script&gt;" in body or "&lt;img" in body
+
+
+def test_the_owner_changes_a_persons_role(
+    alice: AbstractUser, bob: AbstractUser, document: Document
+) -> None:
+    Membership.objects.create(document=document, user=bob, role=Role.EDITOR)
+    client, token = htmx_client(alice)
+    response = client.post(
+        f"/documents/{document.pk}/share/people/{bob.pk}/",
+        {"action": Role.VIEWER},
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert response.status_code == 200
+    assert role_for(bob, document) == Role.VIEWER
+    assert Membership.objects.filter(document=document, user=bob).count() == 1
