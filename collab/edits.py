@@ -56,4 +56,8 @@ def _send(document_id: uuid.UUID, message: dict[str, object]) -> None:
     try:
         async_to_sync(layer.group_send)(group_name(document_id), {"origin": "server", **message})
     except Exception:
-        logger.exception("Telling rooms of document %s about a server change failed", document_id)
+        logger.exception(
+            "Telling rooms of document %s about a server change failed",
+            document_id,
+            extra={"document_id": document_id},
+        )

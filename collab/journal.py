@@ -86,7 +86,11 @@ class Journal:
                 try:
                     first, last = await aappend_updates(self.document_id, rows) if rows else (0, -1)
                 except DocumentGone:
-                    logger.warning("Document %s is gone; dropping its writes", self.document_id)
+                    logger.warning(
+                        "Document %s is gone; dropping its writes",
+                        self.document_id,
+                        extra={"document_id": self.document_id},
+                    )
                     self._pending.clear()
                     self._on_gone()
                     break
@@ -97,6 +101,7 @@ class Journal:
                             "Storing %d updates of document %s failed; keeping them and retrying",
                             len(rows),
                             self.document_id,
+                            extra={"document_id": self.document_id, "count": len(rows)},
                         )
                     self.failures += 1
                     await asyncio.sleep(backoff)
@@ -107,6 +112,7 @@ class Journal:
                         "Storing updates of document %s works again after %d failures",
                         self.document_id,
                         self.failures,
+                        extra={"document_id": self.document_id, "failures": self.failures},
                     )
                 self.failures = 0
                 backoff = 0.05

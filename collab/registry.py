@@ -150,7 +150,11 @@ class RoomRegistry:
             try:
                 await asyncio.wait_for(room.settle(), timeout=10)
             except Exception:
-                logger.exception("Room %s could not store all it holds", room.document_id)
+                logger.exception(
+                    "Room %s could not store all it holds",
+                    room.document_id,
+                    extra={"document_id": room.document_id},
+                )
             await room.stop()
 
 

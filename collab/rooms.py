@@ -188,6 +188,7 @@ class Room:
                 "Background task of room %s failed",
                 self.document_id,
                 exc_info=task.exception(),
+                extra={"document_id": self.document_id},
             )
 
     # Local connections
@@ -246,6 +247,7 @@ class Room:
                     "Dropped a write from read-only user %s on document %s",
                     connection.user_id,
                     self.document_id,
+                    extra={"document_id": self.document_id, "user_id": connection.user_id},
                 )
                 member.denied_notice_sent = True
                 connection.send(protocol.permission_denied("read-only"))
@@ -266,7 +268,10 @@ class Room:
             apply(self.doc, update, self.pending)
         except ApplyFailed as exc:
             logger.error(
-                "Update on document %s failed part way (%s); rebuilding", self.document_id, exc
+                "Update on document %s failed part way (%s); rebuilding",
+                self.document_id,
+                exc,
+                extra={"document_id": self.document_id, "user_id": connection.user_id},
             )
             self.rebuild_soon()
             raise InvalidUpdate("update could not be applied") from None
@@ -380,6 +385,7 @@ class Room:
             logger.warning(
                 "An update of document %s was never confirmed as stored; storing it here",
                 self.document_id,
+                extra={"document_id": self.document_id},
             )
             self._adopt(remote)
 
@@ -397,7 +403,11 @@ class Room:
         except DocumentGone:
             return
         except Exception:
-            logger.exception("Compacting document %s failed", self.document_id)
+            logger.exception(
+                "Compacting document %s failed",
+                self.document_id,
+                extra={"document_id": self.document_id},
+            )
             return
         self.approx_bytes = result.state_bytes
         logger.info(
@@ -446,7 +456,12 @@ class Room:
         try:
             apply(self.doc, update, self.pending)
         except (InvalidUpdate, ApplyFailed) as exc:
-            logger.error("Remote update for %s failed (%s); rebuilding", self.document_id, exc)
+            logger.error(
+                "Remote update for %s failed (%s); rebuilding",
+                self.document_id,
+                exc,
+                extra={"document_id": self.document_id},
+            )
             self.rebuild_soon()
             return
         frame = protocol.sync_update(update)
@@ -510,7 +525,12 @@ class Room:
         if applied:
             self.stats["healed"] += applied
             metrics.HEALED.inc(applied)
-            logger.info("Healed %d updates of document %s from the log", applied, self.document_id)
+            logger.info(
+                "Healed %d updates of document %s from the log",
+                applied,
+                self.document_id,
+                extra={"document_id": self.document_id, "count": applied},
+            )
             frame = protocol.sync_update(self.doc.get_update(before))
             for connection in self.members:
                 connection.send(frame)

@@ -75,7 +75,11 @@ def build_doc(updates: list[bytes], document_id: uuid.UUID) -> tuple[Doc, list[b
         try:
             apply_once(doc, update)
         except (InvalidUpdate, ApplyFailed):
-            logger.error("A stored update of document %s does not apply; skipped", document_id)
+            logger.error(
+                "A stored update of document %s does not apply; skipped",
+                document_id,
+                extra={"document_id": document_id},
+            )
             continue
         pending.append(update)
     # One check at the end instead of one per update: loading is the bulk case.
