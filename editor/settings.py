@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from editor.logs import FORMATS, logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-never-use-in-production"
@@ -59,6 +61,13 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     if number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}.")
     return number
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}.")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -207,14 +216,10 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# JSON lines for log collectors in production, readable text while developing
+# (editor/logs.py; `make serve` hands uvicorn the same formatter with --log-config).
+LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json", FORMATS)
+LOGGING = logging_config(LOG_FORMAT, env_str("DJANGO_LOG_LEVEL", "INFO"))
 
 # Tunables of the realtime layer, read lazily through collab.conf (see its docstrings).
 COLLAB_MAX_MESSAGE_BYTES = env_int("COLLAB_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)

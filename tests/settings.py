@@ -10,6 +10,9 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/editor")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Readable logs in test output and in the logs of the servers end-to-end tests start
+# (they inherit this environment); tests of the JSON format ask for it.
+os.environ.setdefault("DJANGO_LOG_FORMAT", "plain")
 
 from editor.settings import *  # noqa: E402,F403
 
