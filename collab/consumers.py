@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,9 +34,16 @@ class SocketConnection:
     """What a room sees of one socket: who it is and a non-blocking `send`/`close`."""
 
     def __init__(
-        self, *, user_id: int, session_key: str | None, can_write: bool, extensions: bool
+        self,
+        *,
+        user_id: int,
+        session_key: str | None,
+        can_write: bool,
+        extensions: bool,
+        document_id: uuid.UUID | None = None,
     ) -> None:
         self.user_id = user_id
+        self.document_id = document_id
         self.session_key = session_key
         self.can_write = can_write
         self.extensions = extensions
@@ -48,7 +56,15 @@ class SocketConnection:
         if self.closed:
             return
         if self.outbox.qsize() >= self.limit:
-            logger.warning("Closing the socket of user %s: it is not reading", self.user_id)
+            logger.warning(
+                "Closing the socket of user %s: it is not reading",
+                self.user_id,
+                extra={
+                    "document_id": self.document_id,
+                    "user_id": self.user_id,
+                    "close_code": int(CloseCode.TOO_SLOW),
+                },
+            )
             # What it has not read yet is dropped: its client resyncs on reconnect.
             while not self.outbox.empty():
                 self.outbox.get_nowait()
@@ -98,14 +114,27 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
+        document_id: uuid.UUID = self.scope["url_route"]["kwargs"]["document_id"]
         if user is None or not user.is_authenticated:
-            logger.info("Refused an anonymous socket for %s", self.scope.get("path"))
+            logger.info(
+                "Refused an anonymous socket for %s",
+                self.scope.get("path"),
+                extra={"document_id": document_id, "close_code": int(CloseCode.NOT_SIGNED_IN)},
+            )
             await self.close(code=CloseCode.NOT_SIGNED_IN)
             return
-        document_id: uuid.UUID = self.scope["url_route"]["kwargs"]["document_id"]
         access = await aget_document_access(user, document_id)
         if access is None:
-            logger.info("Refused user %s a socket for document %s", user.pk, document_id)
+            logger.info(
+                "Refused user %s a socket for document %s",
+                user.pk,
+                document_id,
+                extra={
+                    "document_id": document_id,
+                    "user_id": user.pk,
+                    "close_code": int(CloseCode.DOCUMENT_GONE),
+                },
+            )
             await self.close(code=CloseCode.DOCUMENT_GONE)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -115,6 +144,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             session_key=session.session_key if session is not None else None,
             can_write=access.can_write,
             extensions=query.get("extensions") == ["1"],
+            document_id=document_id,
         )
         self.connection = connection
         self._max_bytes = conf.MAX_MESSAGE_BYTES
@@ -126,7 +156,11 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         except DocumentGone:
             connection.close(CloseCode.DOCUMENT_GONE)
         except Exception:
-            logger.exception("Opening document %s failed", document_id)
+            logger.exception(
+                "Opening document %s failed",
+                document_id,
+                extra={"document_id": document_id, "user_id": user.pk},
+            )
             connection.close(CloseCode.SERVER_ERROR)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -134,28 +168,45 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         if connection is None or room is None or connection.closed:
             return
         if bytes_data is None:
-            self._reject(CloseCode.BAD_MESSAGE, "text frame")
+            self._reject(CloseCode.BAD_MESSAGE, "text_frame", "text frame")
         elif len(bytes_data) > self._max_bytes:
-            self._reject(CloseCode.TOO_LARGE, f"{len(bytes_data)}-byte frame")
+            self._reject(CloseCode.TOO_LARGE, "frame_too_large", f"{len(bytes_data)}-byte frame")
         else:
             try:
                 await room.receive(connection, bytes_data)
             except ProtocolError as exc:
-                self._reject(exc.close_code, str(exc))
+                self._reject(exc.close_code, _reason(exc), str(exc))
             except Exception:
-                logger.exception("Handling a frame for document %s failed", room.document_id)
-                self._reject(CloseCode.SERVER_ERROR, "server error")
+                logger.exception(
+                    "Handling a frame for document %s failed",
+                    room.document_id,
+                    extra={"document_id": room.document_id, "user_id": connection.user_id},
+                )
+                self._reject(CloseCode.SERVER_ERROR, "server_error", "server error")
 
     async def disconnect(self, code: int) -> None:
         self._leave_room()
 
-    def _reject(self, code: CloseCode, reason: str) -> None:
-        assert self.connection is not None
+    def _reject(self, code: CloseCode, reason: str, detail: str) -> None:
+        """Close the socket over a frame it sent. `reason` is a short fixed name (a
+        metric label and log field), `detail` the human explanation."""
+        connection = self.connection
+        assert connection is not None
+        metrics.REJECTED_FRAMES.labels(str(int(code)), reason).inc()
         logger.warning(
-            "Closing socket of user %s with %s: %s", self.connection.user_id, code.name, reason
+            "Closing socket of user %s with %s: %s",
+            connection.user_id,
+            code.name,
+            detail,
+            extra={
+                "document_id": connection.document_id,
+                "user_id": connection.user_id,
+                "close_code": int(code),
+                "reason": reason,
+            },
         )
         self._leave_room()
-        self.connection.close(code, reason)
+        connection.close(code, detail)
 
     def _leave_room(self) -> None:
         room, self.room = self.room, None
@@ -179,3 +230,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
                     item = outbox.get_nowait()
                 except asyncio.QueueEmpty:
                     break
+
+
+def _reason(exc: ProtocolError) -> str:
+    """A bounded label for a refused frame: its error class in snake case
+    (protocol_error, invalid_update, rate_limited, too_large)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()

@@ -3,7 +3,8 @@ A room's link to the document's channel-layer group: one subscription per proces
 document (the room subscribes, not each socket), an outbox so that publishing never
 blocks the room, and the messages of the other processes' rooms coming in.
 
-Messages (msgpack over channels-redis; every one carries the sender's `origin`):
+Messages (msgpack over channels-redis; every one carries the sender's `origin`, and
+what a room publishes its wall-clock `sent_at`, for the fan-out latency metric):
     room.update     {n, update, author}    an update a local client sent, at once
     room.committed  {ns, first, last}      those updates are log rows first..last
     room.awareness  {update}               presence of a local client
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -59,7 +61,9 @@ class GroupLink:
         try:
             await self.layer.group_discard(self.group, self._channel)
         except Exception:
-            logger.warning("Leaving group %s failed", self.group, exc_info=True)
+            logger.warning(
+                "Leaving group %s failed", self.group, exc_info=True, extra={"group": self.group}
+            )
 
     def publish(self, message: Message) -> None:
         try:
@@ -82,12 +86,16 @@ class GroupLink:
                 if len(batch) == 1
                 else {"type": "room.batch", "origin": self.origin, "messages": batch}
             )
+            # Stamped per group message, not per update: one clock read per PUBLISH.
+            message["sent_at"] = time.time()
             try:
                 await self.layer.group_send(self.group, message)
             except Exception:
                 self._stats["publish_failed"] += 1
                 if not failing:
-                    logger.exception("Publishing to %s failed", self.group)
+                    logger.exception(
+                        "Publishing to %s failed", self.group, extra={"group": self.group}
+                    )
                 failing = True
             else:
                 failing = False
@@ -98,9 +106,15 @@ class GroupLink:
             message = await self.layer.receive(self._channel)
             if message.get("origin") == self.origin:
                 continue  # the pub/sub layer echoes a process's own messages back
+            sent_at = message.get("sent_at")
+            if sent_at is not None:
+                # Another host's clock may run ahead: a negative hop is counted as 0.
+                metrics.FANOUT_SECONDS.observe(max(0.0, time.time() - sent_at))
             batch = message["messages"] if message.get("type") == "room.batch" else [message]
             for item in batch:
                 try:
                     self._on_message(item)
                 except Exception:
-                    logger.exception("Bad group message on %s", self.group)
+                    logger.exception(
+                        "Bad group message on %s", self.group, extra={"group": self.group}
+                    )

@@ -1,9 +1,11 @@
-"""ASGI lifespan: store what the rooms hold before the process exits."""
+"""ASGI lifespan: store what the rooms hold before the process exits, then take its
+live gauges out of the metrics the workers share."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from collab import metrics
 from collab.registry import registry
 
 
@@ -13,6 +15,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await registry.aclose_all()
+            try:
+                await registry.aclose_all()
+            finally:
+                metrics.mark_process_dead()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -40,6 +40,24 @@ COMMIT_LAG_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 STORE_FAILURES = Counter("collab_store_failures", "Journal transactions that failed (retried)")
+REJECTED_FRAMES = Counter(
+    "collab_rejected_frames",
+    "Frames refused from clients (their socket is closed), by close code and reason",
+    ["code", "reason"],
+)
+FANOUT_SECONDS = Histogram(
+    "collab_fanout_seconds",
+    "Time from a group message's publication by one process to its receipt by another "
+    "(wall clock: across hosts it includes their clock offset)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def mark_process_dead() -> None:
+    """Drop this process's live gauges (connections, rooms) from the shared samples, or
+    /metrics keeps adding them up after it exited. Counters and histograms stay."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
+from prometheus_client import REGISTRY
 
 from collab.fanout import GroupLink
 
@@ -49,3 +51,98 @@ async def test_messages_queued_together_travel_as_one_batch_in_order() -> None:
     assert [m["n"] for m in received] == [0, 1, 2]
     assert {m["origin"] for m in received} == {"a"}
     assert sends == 1
+
+
+def fanout_count() -> float:
+    return REGISTRY.get_sample_value("collab_fanout_seconds_count") or 0.0
+
+
+def fanout_sum() -> float:
+    return REGISTRY.get_sample_value("collab_fanout_seconds_sum") or 0.0
+
+
+async def test_a_batch_is_stamped_when_published_and_timed_once_where_it_arrives() -> None:
+    layer = InMemoryChannelLayer()
+    sent: list[dict[str, Any]] = []
+    group_send = layer.group_send
+
+    async def recording_group_send(group: str, message: dict[str, Any]) -> None:
+        sent.append(message)
+        await group_send(group, message)
+
+    layer.group_send = recording_group_send  # type: ignore[method-assign]
+    received: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    def on_message(message: dict[str, Any]) -> None:
+        received.append(message)
+        if len(received) == 3:
+            arrived.set()
+
+    sender = GroupLink(layer, "document.y", origin="a", on_message=lambda m: None, stats=Counter())
+    receiver = GroupLink(layer, "document.y", origin="b", on_message=on_message, stats=Counter())
+    await sender.join()
+    await receiver.join()
+    count_before = fanout_count()
+    published_after = time.time()
+    for n in range(3):
+        sender.publish({"type": "room.update", "n": n})
+    # The sender does not read its own echo here: only the receiver may observe.
+    tasks = [
+        asyncio.ensure_future(sender.publish_forever()),
+        asyncio.ensure_future(receiver.receive_forever()),
+    ]
+    try:
+        await asyncio.wait_for(arrived.wait(), timeout=5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    [message] = sent
+    assert message["type"] == "room.batch"
+    assert published_after <= message["sent_at"] <= time.time()
+    # One observation for the group message, not one per update in it.
+    assert fanout_count() - count_before == 1
+
+
+async def test_own_echoes_are_not_timed_and_the_hop_is_measured_from_the_stamp() -> None:
+    layer = InMemoryChannelLayer()
+    published = asyncio.Event()
+    group_send = layer.group_send
+
+    async def signalling_group_send(group: str, message: dict[str, Any]) -> None:
+        await group_send(group, message)
+        published.set()
+
+    layer.group_send = signalling_group_send  # type: ignore[method-assign]
+    received: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    def on_message(message: dict[str, Any]) -> None:
+        received.append(message)
+        arrived.set()
+
+    link = GroupLink(layer, "document.z", origin="a", on_message=on_message, stats=Counter())
+    await link.join()
+    count_before, sum_before = fanout_count(), fanout_sum()
+    tasks = [
+        asyncio.ensure_future(link.publish_forever()),
+        asyncio.ensure_future(link.receive_forever()),
+    ]
+    try:
+        link.publish({"type": "room.update", "n": 1})
+        await asyncio.wait_for(published.wait(), timeout=5)
+        # Another process's message, published 0.25 s ago; it queues behind the echo
+        # (channels deliver in order), so once it is handled the echo was too.
+        await group_send(
+            "document.z",
+            {"type": "room.update", "n": 1, "origin": "b", "sent_at": time.time() - 0.25},
+        )
+        await asyncio.wait_for(arrived.wait(), timeout=5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert [m["origin"] for m in received] == ["b"]
+    assert fanout_count() - count_before == 1
+    assert 0.25 <= fanout_sum() - sum_before < 5
