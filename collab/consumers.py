@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from collab import metrics
@@ -81,6 +82,15 @@ class SocketConnection:
         self.outbox.put_nowait((code, reason))
 
 
+def _unwrapped(send: Any) -> Any:
+    """The ASGI send below Channels' session middleware. Its wrapper looks at the session
+    on every message to save it with an HTTP response, which a WebSocket never sends;
+    for the frames of a busy room those checks show in profiles."""
+    while hasattr(getattr(send, "__self__", None), "real_send"):
+        send = send.__self__.real_send
+    return send
+
+
 class DocumentConsumer(AsyncWebsocketConsumer):
     # Rooms, not sockets, subscribe to the channel layer: one subscription per process
     # and open document instead of one per socket.
@@ -92,8 +102,17 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     _writer: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ listens on the socket and a channel layer at
+        # once, which costs a new task and an asyncio.wait per frame; this consumer has
+        # one input, the socket, so it reads it in a plain loop.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         finally:
             if self.connection is not None:
                 metrics.CONNECTIONS.dec()
@@ -217,7 +236,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         # Frames go to the ASGI send below Channels' per-message wrappers, and whatever
         # queued up meanwhile is written without waking this task once per frame: this
         # loop runs once per frame per socket, the hottest path of a busy room.
-        send, outbox = self.base_send, connection.outbox
+        send, outbox = _unwrapped(self.base_send), connection.outbox
         while True:
             item = await outbox.get()
             while True:

@@ -4,12 +4,14 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.sessions import InstanceSessionWrapper
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AbstractUser
 from pycrdt import Doc, Text
 
 from collab import protocol
 from collab.awareness import Entry, encode_entries
+from collab.consumers import _unwrapped
 from collab.persistence import aload_document
 from collab.protocol import CloseCode
 from collab.registry import registry
@@ -166,3 +168,17 @@ async def test_a_handshake_without_origin_is_refused(
     connected, _ = await communicator.connect()
     assert not connected
     await communicator.disconnect()
+
+
+async def test_frames_are_written_below_the_session_middleware() -> None:
+    sent: list[dict[str, object]] = []
+
+    async def transport_send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    wrapper = InstanceSessionWrapper({"cookies": {}}, transport_send)
+    send = _unwrapped(wrapper.send)
+    assert send is transport_send
+    await send({"type": "websocket.send", "bytes": b"\x00"})
+    assert sent == [{"type": "websocket.send", "bytes": b"\x00"}]
+    assert _unwrapped(transport_send) is transport_send

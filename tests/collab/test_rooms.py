@@ -102,7 +102,8 @@ async def test_a_failed_database_write_keeps_the_edit_and_retries(
     await registry.join(document.pk, reader)
     await room.receive(writer, protocol.sync_update(typed("durable")[0]))
     # Live collaborators see the edit at once, whatever the database does.
-    assert reader.text == "durable"
+    await reader.until(lambda: reader.text == "durable")
+    assert writer.saved == 0
     await writer.until(lambda: writer.saved == 1)
     assert failures == 0
     assert await stored_text(document) == "durable"
@@ -144,7 +145,7 @@ async def test_an_update_whose_process_died_is_adopted(
     room._on_group_message(
         {"type": "room.update", "origin": "dead", "n": 1, "update": update, "author": None}
     )
-    assert connection.text == "orphan"
+    await connection.until(lambda: connection.text == "orphan")
     room.sequences._unconfirmed["dead"][1].received_at -= 60  # its marker never came
     room.adopt_stale()
     await room.journal.drained()
@@ -187,7 +188,8 @@ async def test_a_failed_apply_closes_nothing_else_and_rebuilds_the_room(
     assert room.rebuilding is not None
     await asyncio.wait_for(room.rebuilding, timeout=5)
     assert str(room.doc.get("t", type=Text)) == "safe"
-    assert other.text == "safe" and room.stats["rebuilds"] == 1
+    await other.until(lambda: other.text == "safe")
+    assert room.stats["rebuilds"] == 1
     # A step 1 to every client: they push back whatever the rebuilt doc lacks.
     assert any(frame[:2] == b"\x00\x00" for frame in writer.frames[seen:])
 
@@ -270,3 +272,42 @@ async def test_a_readers_write_with_nothing_new_is_acknowledged_not_refused(
     await room.receive(viewer, protocol.sync_step2(protocol.EMPTY_UPDATE))
     await viewer.until(lambda: viewer.saved == 2)
     assert viewer.denied == 0 and room.stats["dropped_writes"] == 0
+
+
+async def test_updates_of_one_loop_turn_go_out_as_one_merged_frame_per_socket(
+    document: Document,
+) -> None:
+    ada, bob, reader = FakeConnection(), FakeConnection(), FakeConnection()
+    room = await registry.join(document.pk, ada)
+    await registry.join(document.pk, bob)
+    await registry.join(document.pk, reader)
+    seen = {c: len(c.frames) for c in (ada, bob, reader)}
+
+    def update_frames(connection: FakeConnection) -> list[bytes]:
+        return [f for f in connection.frames[seen[connection] :] if f[:2] == b"\x00\x02"]
+
+    # Both writers' frames are handled before the loop turn ends, as when their sockets
+    # are read in the same turn under load.
+    for update in typed("a", "b", client_id=5):
+        await room.receive(ada, protocol.sync_update(update))
+    for update in typed("x", client_id=6, name="u"):
+        await room.receive(bob, protocol.sync_update(update))
+    assert update_frames(reader) == []  # nothing is sent before the turn ends
+    await reader.until(lambda: len(update_frames(reader)) == 1)
+    assert reader.text == "ab" and str(reader.doc.get("u", type=Text)) == "x"
+    # Each writer gets the other's updates, merged, and never its own back.
+    await ada.until(lambda: str(ada.doc.get("u", type=Text)) == "x")
+    assert len(update_frames(ada)) == 1 and ada.text == ""
+    await bob.until(lambda: bob.text == "ab")
+    assert len(update_frames(bob)) == 1 and str(bob.doc.get("u", type=Text)) == ""
+
+
+async def test_one_update_in_a_turn_is_sent_as_it_came(document: Document) -> None:
+    ada, bob = FakeConnection(), FakeConnection()
+    room = await registry.join(document.pk, ada)
+    await registry.join(document.pk, bob)
+    (update,) = typed("z", client_id=7)
+    await room.receive(ada, protocol.sync_update(update))
+    await bob.until(lambda: bob.text == "z")
+    assert bob.frames[-1] == protocol.sync_update(update)
+    assert protocol.sync_update(update) not in ada.frames
