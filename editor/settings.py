@@ -221,6 +221,9 @@ CONTENT_SECURITY_POLICY = {
 LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "plain" if DEBUG else "json", FORMATS)
 LOGGING = logging_config(LOG_FORMAT, env_str("DJANGO_LOG_LEVEL", "INFO"))
 
+# How often Python's GIL may switch threads in the server (see editor/asgi.py).
+GIL_SWITCH_INTERVAL_SECONDS = env_float("GIL_SWITCH_INTERVAL_SECONDS", 0.0005, minimum=0.0001)
+
 # Tunables of the realtime layer, read lazily through collab.conf (see its docstrings).
 COLLAB_MAX_MESSAGE_BYTES = env_int("COLLAB_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
 COLLAB_MAX_NESTING_DEPTH = env_int("COLLAB_MAX_NESTING_DEPTH", 256, minimum=8)

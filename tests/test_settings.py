@@ -85,3 +85,17 @@ def test_redis_url_selects_the_pub_sub_layer() -> None:
         "channels_redis.pubsub.RedisPubSubChannelLayer",
         "django.db.backends.postgresql",
     ]
+
+
+def test_the_server_shortens_the_gil_switch_interval() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "COLLAB_"))}
+    probe = "import sys, editor.asgi; print(sys.getswitchinterval())"
+    for env, expected in (({}, 0.0005), ({"GIL_SWITCH_INTERVAL_SECONDS": "0.002"}, 0.002)):
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**clean, "DJANGO_DEBUG": "true", **env},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        assert float(result.stdout) == pytest.approx(expected)
