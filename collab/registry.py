@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connections
 
+from collab import memory
 from collab.conf import conf
 from collab.persistence import DocumentGone, alast_seqs
 from collab.rooms import Connection, Room
@@ -32,6 +33,8 @@ class RoomRegistry:
         self._unloading: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._versions: asyncio.Task[int] | None = None
+        self._unloaded = 0
+        """Rooms unloaded since memory was last given back."""
 
     async def join(self, document_id: uuid.UUID, connection: Connection) -> Room:
         self._ensure_ticker()
@@ -89,6 +92,7 @@ class RoomRegistry:
         if self.rooms.get(room.document_id) is room:
             del self.rooms[room.document_id]
         await room.stop()
+        self._unloaded += 1
 
     def _ensure_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -101,6 +105,14 @@ class RoomRegistry:
                 await self.tick()
             except Exception:
                 logger.exception("Periodic room check failed")
+            self.give_back_memory()
+
+    def give_back_memory(self) -> None:
+        """Once rooms have unloaded, hand their memory back to the OS (a few ms), with a
+        full collection first when no room is left to be held up by it."""
+        if self._unloaded:
+            self._unloaded = 0
+            memory.give_back(collect=not self.rooms and not self._loading)
 
     async def tick(self) -> None:
         """Heal rooms that lag behind the log, adopt unconfirmed updates, drop stale

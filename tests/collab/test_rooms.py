@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,8 @@ from django.conf import settings
 from pycrdt import Text
 
 from collab import journal as journal_module
-from collab import protocol
+from collab import memory, protocol
+from collab import registry as registry_module
 from collab import rooms as rooms_module
 from collab.awareness import Entry, encode_entries
 from collab.persistence import append_updates, load_document
@@ -311,3 +313,50 @@ async def test_one_update_in_a_turn_is_sent_as_it_came(document: Document) -> No
     await bob.until(lambda: bob.text == "z")
     assert bob.frames[-1] == protocol.sync_update(update)
     assert protocol.sync_update(update) not in ada.frames
+
+
+async def test_memory_is_given_back_after_unloads_with_a_collection_once_none_is_open(
+    document: Document, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_document = await database_sync_to_async(Document.objects.create)(
+        owner_id=document.owner_id, title="Other"
+    )
+    calls: list[bool] = []
+    monkeypatch.setattr(
+        registry_module.memory, "give_back", lambda *, collect: calls.append(collect)
+    )
+    staying, leaving = FakeConnection(), FakeConnection()
+    await registry.join(other_document.pk, staying)
+    room = await registry.join(document.pk, leaving)
+    registry.give_back_memory()  # what earlier tests unloaded
+    calls.clear()
+    registry.give_back_memory()
+    assert calls == []  # nothing unloaded since
+    registry.leave(room, leaving)
+    await asyncio.wait_for(registry._unloading[document.pk], timeout=5)
+    registry.give_back_memory()
+    registry.give_back_memory()
+    assert calls == [False]  # once per batch of unloads; a room is still open
+    other = registry.rooms[other_document.pk]
+    registry.leave(other, staying)
+    await asyncio.wait_for(registry._unloading[other_document.pk], timeout=5)
+    registry.give_back_memory()
+    assert calls == [False, True]
+
+
+def test_give_back_collects_cycles_and_trims() -> None:
+    class Node:
+        pass
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(100):
+            a, b = Node(), Node()
+            a.other, b.other = b, a  # type: ignore[attr-defined]
+        del a, b
+        assert memory.give_back(collect=True) >= 200
+        assert memory.give_back(collect=False) == 0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
