@@ -131,6 +131,11 @@ def ours_env(**extra: str) -> dict[str, str]:
         "COLLAB_UPDATES_BURST": "1000000",
         "COLLAB_FRAMES_PER_SECOND": "1000000",
         "COLLAB_FRAMES_BURST": "1000000",
+        # Servers restart for every scenario: the documents a previous scenario edited
+        # would otherwise become due for an automatic version (a full document load in
+        # the version thread) in the middle of the next measurement.
+        "COLLAB_VERSION_IDLE_SECONDS": "3600",
+        "COLLAB_VERSION_MAX_SECONDS": "3600",
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

@@ -1,9 +1,11 @@
-"""ASGI lifespan: store what the rooms hold before the process exits, then take its
-live gauges out of the metrics the workers share."""
+"""ASGI lifespan: build the channel layer at startup, store what the rooms hold before
+the process exits, then take its live gauges out of the metrics the workers share."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from channels.layers import get_channel_layer
 
 from collab import metrics
 from collab.registry import registry
@@ -13,6 +15,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # Built (and channels_redis and redis imported) now rather than by the first
+            # room, where it held the event loop for ~0.3 s (bench/NOTES.md).
+            get_channel_layer()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

@@ -277,11 +277,11 @@ class Room:
             connection.send(protocol.permission_denied("document too large"))
             raise TooLarge("the document is at its size limit")
         if len(update) > LARGE_UPDATE_BYTES:
-            await asyncio.to_thread(check_update, update, max_depth=self._max_depth)
+            shape = await asyncio.to_thread(check_update, update, max_depth=self._max_depth)
         else:
-            check_update(update, max_depth=self._max_depth)
+            shape = check_update(update, max_depth=self._max_depth)
         try:
-            apply(self.doc, update, self.pending)
+            apply(self.doc, update, self.pending, shape)
         except ApplyFailed as exc:
             logger.error(
                 "Update on document %s failed part way (%s); rebuilding",

@@ -16,7 +16,7 @@ import uuid
 
 from pycrdt import Doc
 
-from collab.updates import InvalidUpdate, is_covered
+from collab.updates import InvalidUpdate, UpdateShape, is_covered
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +41,14 @@ def apply_once(doc: Doc, update: bytes) -> None:
         raise ApplyFailed(repr(exc)) from None
 
 
-def apply(doc: Doc, update: bytes, pending: list[bytes]) -> None:
+def apply(doc: Doc, update: bytes, pending: list[bytes], shape: UpdateShape | None = None) -> None:
     """Apply `update` and keep `pending` (the updates `doc` holds but has not fully
-    integrated) current, retrying them when the update moved the state vector."""
+    integrated) current, retrying them when the update moved the state vector.
+    `shape`, from `check_update`, saves decoding the update again to tell."""
     before = doc.get_state()
     apply_once(doc, update)
     after = doc.get_state()
-    if not is_covered(update, after):
+    if not (shape.covered_by(after) if shape is not None else is_covered(update, after)):
         pending.append(update)
     elif pending and after != before:
         retry_pending(doc, pending)

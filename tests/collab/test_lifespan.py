@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from collab import lifespan as lifespan_module
 from collab.lifespan import lifespan
 
 
@@ -42,3 +43,10 @@ async def test_shutdown_without_a_metrics_directory_just_completes(
 ) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     assert await run_lifespan() == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_startup_builds_the_channel_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+    monkeypatch.setattr(lifespan_module, "get_channel_layer", lambda: built.append("layer"))
+    await run_lifespan()
+    assert built == ["layer"]

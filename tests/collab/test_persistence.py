@@ -53,6 +53,17 @@ def test_sequence_numbers_are_gapless_and_recorded(
     ]
 
 
+def test_large_and_binary_rows_are_stored_byte_for_byte(document: Document) -> None:
+    # Every byte value, a NUL among them, and a multi-megabyte row (sent in binary).
+    rows = [(bytes(range(256)) * 3, None), (b"\x00" + bytes(4 << 20) + b"\xff", None)]
+    assert append_updates(document.pk, rows) == (1, 2)
+    stored = [
+        bytes(data)
+        for data in DocumentUpdate.objects.order_by("seq").values_list("data", flat=True)
+    ]
+    assert stored == [data for data, _ in rows]
+
+
 def test_appending_to_a_deleted_document_says_so(document: Document) -> None:
     document_id = document.pk
     document.delete()

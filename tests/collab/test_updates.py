@@ -4,9 +4,10 @@ import base64
 import random
 
 import pytest
-from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText, merge_updates
 
 from collab.updates import InvalidUpdate, check_update, decode_state_vector, is_covered
+from collab.ydocs import apply
 
 
 def recorded_updates() -> list[bytes]:
@@ -142,3 +143,64 @@ def test_deletion_of_a_pending_item_is_not_covered() -> None:
     assert not is_covered(delete, server.get_state())
     server.apply_update(insert)
     assert is_covered(delete, server.get_state())
+
+
+def test_the_shape_check_update_returns_agrees_with_is_covered() -> None:
+    # Two writers whose updates reach a server in a shuffled order (pending structs and
+    # pending deletions), with non-BMP text (UTF-16 lengths), formatting, maps, arrays,
+    # XML and merged updates (skips), compared at every step.
+    rng = random.Random(7)
+    updates: list[bytes] = []
+    writers = [Doc(client_id=client_id) for client_id in (11, 22)]
+    for writer in writers:
+        writer.observe(lambda event: updates.append(event.update))
+    for step in range(300):
+        writer = writers[step % 2]
+        text = writer.get("t", type=Text)
+        action = rng.random()
+        if action < 0.1:
+            # Non-ASCII text (😀 is two UTF-16 units) where nothing is deleted: pycrdt's
+            # indices into such text are not what Python's are.
+            writer.get("e", type=Text).insert(0, rng.choice(["😀x", "é", "漢字"]))
+        elif action < 0.4:
+            text.insert(rng.randint(0, len(text)), rng.choice(["a", "bc", "def"]))
+        elif action < 0.6 and len(text) > 1:
+            start = rng.randrange(len(text) - 1)
+            del text[start : start + 1]
+        elif action < 0.7 and len(text) > 2:
+            text.format(0, 2, {"bold": True})
+        elif action < 0.8:
+            writer.get("m", type=Map)[f"k{step}"] = [step, {"nested": "value"}]
+        elif action < 0.9:
+            writer.get("a", type=Array).append(step)
+        else:
+            writer.get("x", type=XmlFragment).children.append(XmlElement("p", {"n": "1"}))
+        # Let the writers see each other's edits now and then (origins across clients).
+        if step % 25 == 24:
+            for a, b in ((writers[0], writers[1]), (writers[1], writers[0])):
+                b.apply_update(a.get_update(b.get_state()))
+    updates = [u for u in updates if u != b"\x00\x00"]
+    merged = [merge_updates(*updates[i : i + 7]) for i in range(0, len(updates), 7)]
+    candidates = updates + merged
+    shapes = {u: check_update(u, max_depth=64) for u in candidates}
+    rng.shuffle(updates)
+    server = Doc()
+    probes = rng.sample(candidates, 60)
+    for update in updates:
+        server.apply_update(update)
+        state = server.get_state()
+        for probe in probes[:5]:
+            assert shapes[probe].covered_by(state) == is_covered(probe, state)
+        probes = probes[5:] + probes[:5]
+    final = server.get_state()
+    verdicts = [(shapes[u].covered_by(final), is_covered(u, final)) for u in candidates]
+    assert all(shape == covered for shape, covered in verdicts)
+    assert 0 < sum(covered for _, covered in verdicts) < len(verdicts)  # both kinds seen
+    # Once everything is integrated (collab.ydocs retries what pycrdt left pending),
+    # every update is covered.
+    pending: list[bytes] = []
+    integrated = Doc()
+    for update in updates:
+        apply(integrated, update, pending)
+    assert pending == []
+    assert all(shapes[u].covered_by(integrated.get_state()) for u in candidates)
