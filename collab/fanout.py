@@ -29,6 +29,10 @@ from collab import metrics
 logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 10_000
+# How long a message that nobody waits for (a commit marker) may wait for a PUBLISH to
+# ride along with. A PUBLISH was a fifth of the server's CPU at 200 edits/s, and a marker
+# per commit doubled their number (bench/NOTES.md).
+DEFER_SECONDS = 0.05
 
 Message = dict[str, Any]
 
@@ -50,6 +54,10 @@ class GroupLink:
         self._stats = stats
         self._channel: str | None = None
         self._outbox: asyncio.Queue[Message] = asyncio.Queue(OUTBOX_LIMIT)
+        self._deferred: list[Message] = []
+        self._drained = asyncio.Event()
+        """Set while nothing is queued or on its way."""
+        self._drained.set()
 
     async def join(self) -> None:
         self._channel = await self.layer.new_channel()
@@ -65,9 +73,32 @@ class GroupLink:
                 "Leaving group %s failed", self.group, exc_info=True, extra={"group": self.group}
             )
 
-    def publish(self, message: Message) -> None:
+    def publish(self, message: Message, *, urgent: bool = True) -> None:
+        """Queue a message for the group. One that is not `urgent` leaves with the next
+        urgent one, after it, or on its own within DEFER_SECONDS."""
+        message = {"origin": self.origin, **message}
+        if urgent:
+            self._enqueue(message)
+            return
+        if not self._deferred:
+            asyncio.get_running_loop().call_later(DEFER_SECONDS, self._release_deferred)
+        self._deferred.append(message)
+
+    def _release_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for message in deferred:
+            self._enqueue(message)
+
+    async def flush(self) -> None:
+        """Publish everything queued, deferred messages too (a room about to stop must
+        not take its last commit markers with it); returns once they are sent."""
+        self._release_deferred()
+        await self._drained.wait()
+
+    def _enqueue(self, message: Message) -> None:
+        self._drained.clear()
         try:
-            self._outbox.put_nowait({"origin": self.origin, **message})
+            self._outbox.put_nowait(message)
         except asyncio.QueueFull:
             # Receivers heal from the log what never reaches them.
             self._stats["publish_dropped"] += 1
@@ -81,6 +112,10 @@ class GroupLink:
             batch = [await self._outbox.get()]
             while not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
+            # After the queued messages, never before: a commit marker must not overtake
+            # an update it names that is still queued (receivers would heal, then adopt).
+            batch += self._deferred
+            self._deferred = []
             message = (
                 batch[0]
                 if len(batch) == 1
@@ -99,6 +134,8 @@ class GroupLink:
                 failing = True
             else:
                 failing = False
+            if self._outbox.empty() and not self._deferred:
+                self._drained.set()
 
     async def receive_forever(self) -> None:
         assert self._channel is not None, "join() first"

@@ -173,6 +173,15 @@ class Room:
             metrics.ROOMS.dec()
             self._counted = False
         if self._link is not None:
+            try:
+                async with asyncio.timeout(1.0):
+                    await self._link.flush()
+            except TimeoutError:
+                logger.warning(
+                    "Document %s stopped with group messages unsent (receivers heal)",
+                    self.document_id,
+                    extra={"document_id": self.document_id},
+                )
             await self._link.leave()
         for task in list(self._tasks):
             task.cancel()
@@ -406,13 +415,10 @@ class Room:
         if last >= first:
             self.sequences.mark_applied(first, last)
             ns = [write.n for write in batch if write.update is not None and write.n is not None]
+            # Nobody waits for a marker: it rides along with the next update.
             self._publish(
-                {
-                    "type": "room.committed",
-                    "ns": ns,
-                    "first": first,
-                    "last": last,
-                }
+                {"type": "room.committed", "ns": ns, "first": first, "last": last},
+                urgent=False,
             )
             self._maybe_compact(last)
         for member in told.values():
@@ -464,9 +470,9 @@ class Room:
 
     # Other processes
 
-    def _publish(self, message: dict[str, Any]) -> None:
+    def _publish(self, message: dict[str, Any], *, urgent: bool = True) -> None:
         if self._link is not None:
-            self._link.publish(message)
+            self._link.publish(message, urgent=urgent)
 
     def _on_group_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]

@@ -5,9 +5,11 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from channels.layers import InMemoryChannelLayer
 from prometheus_client import REGISTRY
 
+from collab import fanout
 from collab.fanout import GroupLink
 
 
@@ -146,3 +148,79 @@ async def test_own_echoes_are_not_timed_and_the_hop_is_measured_from_the_stamp()
     assert [m["origin"] for m in received] == ["b"]
     assert fanout_count() - count_before == 1
     assert 0.25 <= fanout_sum() - sum_before < 5
+
+
+class RecordingLayer(InMemoryChannelLayer):
+    """Records every group message a link publishes, and signals each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[dict[str, Any]] = []
+        self.published = asyncio.Event()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        self.published.set()
+        await super().group_send(group, message)
+
+
+def kinds(message: dict[str, Any]) -> list[str]:
+    batch = message["messages"] if message["type"] == "room.batch" else [message]
+    return [item["type"] for item in batch]
+
+
+async def test_a_commit_marker_rides_along_after_the_next_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout, "DEFER_SECONDS", 30.0)  # only an update can take it
+    layer = RecordingLayer()
+    link = GroupLink(layer, "document.d", origin="a", on_message=lambda m: None, stats=Counter())
+    await link.join()
+    publisher = asyncio.ensure_future(link.publish_forever())
+    try:
+        link.publish({"type": "room.committed", "ns": [1]}, urgent=False)
+        await asyncio.sleep(0)  # the publisher runs and finds nothing urgent
+        assert layer.sent == []
+        link.publish({"type": "room.update", "n": 2})
+        await asyncio.wait_for(layer.published.wait(), timeout=5)
+    finally:
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+    [message] = layer.sent
+    assert kinds(message) == ["room.update", "room.committed"]
+
+
+async def test_a_marker_with_nothing_to_ride_along_with_leaves_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout, "DEFER_SECONDS", 0.01)
+    layer = RecordingLayer()
+    link = GroupLink(layer, "document.e", origin="a", on_message=lambda m: None, stats=Counter())
+    await link.join()
+    publisher = asyncio.ensure_future(link.publish_forever())
+    try:
+        link.publish({"type": "room.committed", "ns": [1]}, urgent=False)
+        await asyncio.wait_for(layer.published.wait(), timeout=5)
+    finally:
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+    assert [kinds(m) for m in layer.sent] == [["room.committed"]]
+
+
+async def test_flush_sends_deferred_markers_before_a_room_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fanout, "DEFER_SECONDS", 30.0)
+    layer = RecordingLayer()
+    link = GroupLink(layer, "document.f", origin="a", on_message=lambda m: None, stats=Counter())
+    await link.join()
+    publisher = asyncio.ensure_future(link.publish_forever())
+    try:
+        link.publish({"type": "room.update", "n": 1})
+        link.publish({"type": "room.committed", "ns": [1]}, urgent=False)
+        await asyncio.wait_for(link.flush(), timeout=5)
+        assert [kind for m in layer.sent for kind in kinds(m)] == ["room.update", "room.committed"]
+        await asyncio.wait_for(link.flush(), timeout=5)  # nothing queued: returns at once
+    finally:
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)

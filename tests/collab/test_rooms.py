@@ -251,7 +251,19 @@ async def test_two_processes_share_edits_and_presence_but_store_once(
         await room_b.journal.drained()
         # Each update is stored once, by the process its client is connected to.
         assert await stored_rows(document) == 2
-        await a.until(lambda: room_a.sequences.watermark == 2 == room_b.sequences.watermark)
+        # Commit markers ride along with later messages: flush them, then send presence
+        # both ways; it arrives after them (a group delivers one sender's messages in
+        # order), so by then each room has taken the other's marker.
+        for room in (room_a, room_b):
+            assert room._link is not None
+            await room._link.flush()
+        c = FakeConnection()
+        room_b.add(c)
+        await room_a.receive(a, protocol.awareness(encode_entries([Entry(5, 1, "{}")])))
+        await c.until(lambda: 5 in c.presence)
+        await room_b.receive(c, protocol.awareness(encode_entries([Entry(7, 1, "{}")])))
+        await a.until(lambda: 7 in a.presence)
+        assert room_a.sequences.watermark == 2 == room_b.sequences.watermark
         assert room_a.stats["healed"] == room_b.stats["healed"] == 0
     finally:
         await room_a.stop()
