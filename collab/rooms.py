@@ -62,7 +62,7 @@ class Connection(Protocol):
     def close(self, code: int, reason: str = "") -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Member:
     """A local connection's standing in the room."""
 
