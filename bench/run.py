@@ -40,7 +40,7 @@ FULL: dict[str, dict[str, Any]] = {
     "throughput": {
         "rooms": 10,
         "clients_per_room": 4,
-        "rates": [250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000],
+        "rates": [250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000],
         "seconds": 5,
         "p99_limit_ms": 100,
     },
