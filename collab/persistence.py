@@ -37,6 +37,8 @@ class StoredDocument:
     """Every log row up to this sequence number is contained in `updates`."""
     state_seq: int
     """The log position the merged state covers."""
+    has_state: bool = False
+    """Whether `updates` starts with the merged state."""
 
 
 def load_document(document_id: uuid.UUID) -> StoredDocument:
@@ -54,7 +56,9 @@ def load_document(document_id: uuid.UUID) -> StoredDocument:
     updates = [bytes(state)] if state else []
     updates += [bytes(data) for _, data in rows]
     watermark = max([state_seq, *(seq for seq, _ in rows)])
-    return StoredDocument(updates=updates, watermark=watermark, state_seq=state_seq)
+    return StoredDocument(
+        updates=updates, watermark=watermark, state_seq=state_seq, has_state=bool(state)
+    )
 
 
 def append_updates(
@@ -196,7 +200,9 @@ def compact(document_id: uuid.UUID) -> Compaction:
         if not rows:
             return Compaction(folded=0, kept=0, state_bytes=len(document.state or b""))
         stored = [bytes(document.state)] if document.state else []
-        doc, _ = build_doc(stored + [bytes(data) for _, _, data in rows], document_id)
+        doc, _ = build_doc(
+            stored + [bytes(data) for _, _, data in rows], document_id, state_first=bool(stored)
+        )
         state = doc.get_update()
         state_vector = doc.get_state()
         # Once a document has versions, rows newer than the latest one stay too: the next

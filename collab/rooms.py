@@ -162,7 +162,9 @@ class Room:
         self._counted = True
 
     def _load(self, stored: StoredDocument) -> None:
-        self.doc, self.pending = build_doc(stored.updates, self.document_id)
+        self.doc, self.pending = build_doc(
+            stored.updates, self.document_id, state_first=stored.has_state
+        )
         self.approx_bytes = sum(len(update) for update in stored.updates)
         self.sequences.reset(stored.watermark)
         self._compacted_through = stored.state_seq
@@ -593,7 +595,9 @@ class Room:
             self.stats["rebuilds"] += 1
             stored = await aload_document(self.document_id)
             pending = self.journal.pending_updates + self.sequences.unconfirmed_updates
-            self.doc, self.pending = build_doc(stored.updates + pending, self.document_id)
+            self.doc, self.pending = build_doc(
+                stored.updates + pending, self.document_id, state_first=stored.has_state
+            )
             self.sequences.reset(stored.watermark)
             step1 = protocol.sync_step1(self.doc.get_state())
             for connection in self.members:

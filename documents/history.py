@@ -99,7 +99,7 @@ def load_current_doc(document_id: uuid.UUID) -> tuple[Doc, int]:
     stored = load_document(document_id)
     # build_doc skips (and logs) undecodable rows, and integrates what pycrdt would
     # leave pending, exactly as a room loads the document.
-    doc, _ = build_doc(stored.updates, document_id)
+    doc, _ = build_doc(stored.updates, document_id, state_first=stored.has_state)
     return doc, stored.watermark
 
 

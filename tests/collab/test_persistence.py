@@ -11,6 +11,7 @@ from collab.persistence import (
     fetch_missing,
     load_document,
 )
+from collab.ydocs import build_doc
 from documents.models import Document, DocumentUpdate
 
 
@@ -110,3 +111,18 @@ def test_fetch_missing_includes_the_state_when_compaction_outran_the_reader(
     assert [seq for seq, _ in missing.updates] == [None, 3]
     assert text_of([update for _, update in missing.updates]) == "abc"
     assert [seq for seq, _ in fetch_missing(document.pk, after_seq=2).updates] == [3]
+
+
+def test_a_loaded_state_is_trusted_and_pending_rows_after_it_are_still_found(
+    document: Document,
+) -> None:
+    hello, world, bang = typed("hello", " world", "!")
+    append_updates(document.pk, [(hello, None)])
+    compact(document.pk)
+    append_updates(document.pk, [(bang, None)])  # its dependency " world" is missing
+    stored = load_document(document.pk)
+    assert stored.has_state and len(stored.updates) == 2
+    trusted, pending = build_doc(stored.updates, document.pk, state_first=True)
+    checked, pending_checked = build_doc(stored.updates, document.pk)
+    assert pending == pending_checked == [bang]
+    assert trusted.get_update() == checked.get_update()
