@@ -42,6 +42,13 @@ class Settings:
         return int(settings.COLLAB_COMPACT_EVERY)
 
     @property
+    def COMMIT_WINDOW_SECONDS(self) -> float:
+        """How long a room's journal waits after the first write of a batch for more to
+        join it: fewer, larger transactions (and WAL flushes) for a few milliseconds more
+        before "saved"."""
+        return float(settings.COLLAB_COMMIT_WINDOW_SECONDS)
+
+    @property
     def STORE_RETRY_MAX_SECONDS(self) -> float:
         """Longest pause between retries of a failed database write."""
         return float(settings.COLLAB_STORE_RETRY_MAX_SECONDS)

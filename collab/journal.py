@@ -76,8 +76,13 @@ class Journal:
 
     async def run(self) -> None:
         backoff = 0.05
+        window = conf.COMMIT_WINDOW_SECONDS
         while True:
             await self._wake.wait()
+            if window:
+                # Writes that arrive meanwhile join this transaction (group commit
+                # across a few milliseconds, not only across one transaction's time).
+                await asyncio.sleep(window)
             self._wake.clear()
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
