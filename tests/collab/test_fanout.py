@@ -13,17 +13,22 @@ from collab import fanout
 from collab.fanout import GroupLink
 
 
+class RecordingLayer(InMemoryChannelLayer):
+    """Records every group message a link publishes, and signals each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[dict[str, Any]] = []
+        self.published = asyncio.Event()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        self.published.set()
+        await super().group_send(group, message)
+
+
 async def test_messages_queued_together_travel_as_one_batch_in_order() -> None:
-    layer = InMemoryChannelLayer()
-    sends = 0
-    group_send = layer.group_send
-
-    async def counting_group_send(group: str, message: dict[str, Any]) -> None:
-        nonlocal sends
-        sends += 1
-        await group_send(group, message)
-
-    layer.group_send = counting_group_send  # type: ignore[method-assign]
+    layer = RecordingLayer()
     received: list[dict[str, Any]] = []
     arrived = asyncio.Event()
 
@@ -52,7 +57,7 @@ async def test_messages_queued_together_travel_as_one_batch_in_order() -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     assert [m["n"] for m in received] == [0, 1, 2]
     assert {m["origin"] for m in received} == {"a"}
-    assert sends == 1
+    assert len(layer.sent) == 1
 
 
 def fanout_count() -> float:
@@ -64,15 +69,7 @@ def fanout_sum() -> float:
 
 
 async def test_a_batch_is_stamped_when_published_and_timed_once_where_it_arrives() -> None:
-    layer = InMemoryChannelLayer()
-    sent: list[dict[str, Any]] = []
-    group_send = layer.group_send
-
-    async def recording_group_send(group: str, message: dict[str, Any]) -> None:
-        sent.append(message)
-        await group_send(group, message)
-
-    layer.group_send = recording_group_send  # type: ignore[method-assign]
+    layer = RecordingLayer()
     received: list[dict[str, Any]] = []
     arrived = asyncio.Event()
 
@@ -100,7 +97,7 @@ async def test_a_batch_is_stamped_when_published_and_timed_once_where_it_arrives
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    [message] = sent
+    [message] = layer.sent
     assert message["type"] == "room.batch"
     assert published_after <= message["sent_at"] <= time.time()
     # One observation for the group message, not one per update in it.
@@ -148,20 +145,6 @@ async def test_own_echoes_are_not_timed_and_the_hop_is_measured_from_the_stamp()
     assert [m["origin"] for m in received] == ["b"]
     assert fanout_count() - count_before == 1
     assert 0.25 <= fanout_sum() - sum_before < 5
-
-
-class RecordingLayer(InMemoryChannelLayer):
-    """Records every group message a link publishes, and signals each one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[dict[str, Any]] = []
-        self.published = asyncio.Event()
-
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-        self.published.set()
-        await super().group_send(group, message)
 
 
 def kinds(message: dict[str, Any]) -> list[str]:
