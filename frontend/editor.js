@@ -13,6 +13,7 @@ import { IndexeddbPersistence } from 'y-indexeddb'
 import * as Y from 'yjs'
 
 import { throttleAwareness } from './awareness-throttle.js'
+import { ChunkedPaste } from './chunked-paste.js'
 import { cacheName, SESSION_CHANNEL, whenStored } from './offline-cache.js'
 import { bindPresence } from './presence.js'
 import { describeStatus, MESSAGE_SAVED, SaveTracker, STATUS } from './save-status.js'
@@ -39,7 +40,7 @@ function start (root) {
     `${scheme}://${window.location.host}/ws/documents`,
     config.documentId,
     ydoc,
-    { params: { extensions: '1' }, WebSocketPolyfill: tracker.webSocketClass() },
+    { connect: false, params: { extensions: '1' }, WebSocketPolyfill: tracker.webSocketClass() },
   )
   throttleAwareness(provider)
   provider.messageHandlers[MESSAGE_SAVED] = (encoder, decoder) => tracker.handleSaved(encoder, decoder)
@@ -62,6 +63,8 @@ function start (root) {
       TaskItem.configure({ nested: true }),
       Collaboration.configure({ document: ydoc, field: 'default' }),
       CollaborationCaret.configure({ provider, user: config.user }),
+      // Big pastes go out in several updates, each far below the server's frame cap.
+      ChunkedPaste,
     ],
     editorProps: {
       attributes: { class: 'prose', 'aria-label': 'Document content', spellcheck: 'true' },
@@ -159,6 +162,20 @@ function start (root) {
     if (storedLocally || provider.wsconnected) return
     event.preventDefault()
   })
+
+  // Connect once the local cache is in the document. The provider sends every change it
+  // did not receive itself, so a cache applied after the socket opened would go out as one
+  // update the size of the whole document, which the server closes (4413) once that is
+  // over its frame cap (COLLAB_MAX_MESSAGE_BYTES). Connected, sync step 2 carries only what
+  // the server lacks. IndexedDB that never answers (unavailable, blocked) delays it 10 s.
+  let connectRequested = false
+  const connect = () => {
+    if (connectRequested || signedOut || finalStatus) return
+    connectRequested = true
+    provider.connect()
+  }
+  persistence.whenSynced.then(connect)
+  setTimeout(connect, 10_000)
 
   // Handles for the browser tests and for debugging from the console.
   window.collab = {

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser
 from django.test import Client
 from pycrdt import Doc, XmlFragment
 
 from collab.persistence import load_document
+from documents.models import Document
 from tests.browser.proxy import LoopbackProxy
 from tests.e2e.servers import ARTIFACTS, ServerProcess
 
@@ -127,8 +130,8 @@ def editor_text(page: playwright_sync.Page) -> str:
     return str(page.evaluate("() => window.collab.editor.getText()"))
 
 
-def wait_for_status(page: playwright_sync.Page, text: str) -> None:
-    playwright_sync.expect(page.locator("[data-status]")).to_have_text(text, timeout=WAIT_MS)
+def wait_for_status(page: playwright_sync.Page, text: str, timeout: float = WAIT_MS) -> None:
+    playwright_sync.expect(page.locator("[data-status]")).to_have_text(text, timeout=timeout)
 
 
 def wait_for_text(page: playwright_sync.Page, *needles: str) -> None:
@@ -144,3 +147,33 @@ def save_artifact(page: playwright_sync.Page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path))
     return path
+
+
+@pytest.fixture
+def owner(transactional_db: None) -> AbstractUser:
+    return get_user_model().objects.create_user("alice", password="pw-alice-1")
+
+
+@pytest.fixture
+def colleague(transactional_db: None) -> AbstractUser:
+    """Staff may open every document: the stand-in for a collaborator until sharing exists."""
+    return get_user_model().objects.create_user("stella", password="pw-stella-1", is_staff=True)
+
+
+def open_editor(
+    session: Session, document: Document, timeout: float = WAIT_MS
+) -> playwright_sync.Page:
+    page = session.page
+    page.goto(session.url(document.get_absolute_url()))
+    wait_for_status(page, "Saved", timeout)
+    return page
+
+
+def sockets(page: playwright_sync.Page) -> dict[str, int]:
+    """How many WebSockets the page has opened and closed (the editor's own count)."""
+    return dict(
+        page.evaluate(
+            "() => ({opened: window.collab.tracker.socketsOpened,"
+            " closed: window.collab.tracker.socketsClosed})"
+        )
+    )

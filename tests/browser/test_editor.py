@@ -4,7 +4,6 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from playwright.sync_api import Page, expect
 
@@ -13,7 +12,9 @@ from tests.browser.conftest import (
     WAIT_MS,
     Session,
     editor_text,
+    open_editor,
     save_artifact,
+    sockets,
     stored_text,
     wait_for_status,
     wait_for_text,
@@ -26,41 +27,14 @@ OFFLINE = "Offline — changes kept on this device"
 
 
 @pytest.fixture
-def owner(transactional_db: None) -> AbstractUser:
-    return get_user_model().objects.create_user("alice", password="pw-alice-1")
-
-
-@pytest.fixture
-def colleague(transactional_db: None) -> AbstractUser:
-    """Staff may open every document: the stand-in for a collaborator until sharing exists."""
-    return get_user_model().objects.create_user("stella", password="pw-stella-1", is_staff=True)
-
-
-@pytest.fixture
 def document(owner: AbstractUser) -> Document:
     return Document.objects.create(owner=owner, title="Launch plan")
-
-
-def open_editor(session: Session, document: Document) -> Page:
-    page = session.page
-    page.goto(session.url(document.get_absolute_url()))
-    wait_for_status(page, "Saved")
-    return page
 
 
 def type_at_end(page: Page, text: str) -> None:
     page.locator(".ProseMirror").click()
     page.keyboard.press("Control+End")
     page.keyboard.type(text)
-
-
-def sockets(page: Page) -> dict[str, int]:
-    return dict(
-        page.evaluate(
-            "() => ({opened: window.collab.tracker.socketsOpened,"
-            " closed: window.collab.tracker.socketsClosed})"
-        )
-    )
 
 
 def test_two_people_type_at_once_and_see_each_other(
