@@ -18,7 +18,6 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from collab.updates import is_covered
 from collab.ydocs import build_doc
 from documents.models import Document, DocumentUpdate, DocumentVersion
 
@@ -200,11 +199,16 @@ def compact(document_id: uuid.UUID) -> Compaction:
         if not rows:
             return Compaction(folded=0, kept=0, state_bytes=len(document.state or b""))
         stored = [bytes(document.state)] if document.state else []
-        doc, _ = build_doc(
-            stored + [bytes(data) for _, _, data in rows], document_id, state_first=bool(stored)
+        datas = [bytes(data) for _, _, data in rows]
+        skipped: list[bytes] = []
+        doc, pending = build_doc(
+            stored + datas, document_id, state_first=bool(stored), skipped=skipped
         )
+        # build_doc has just checked every row against the new state: a row it neither
+        # skipped nor left pending is covered (no second check, a sixth of the server's
+        # CPU at 5,000 edits/s went to compaction).
+        uncovered = {id(update) for update in pending + skipped}
         state = doc.get_update()
-        state_vector = doc.get_state()
         # Once a document has versions, rows newer than the latest one stay too: the next
         # version names their authors (documents.history takes a document's first version
         # at the first check after its first edit). state_seq still moves past them;
@@ -214,8 +218,8 @@ def compact(document_id: uuid.UUID) -> Compaction:
         )["seq"]
         covered = [
             row_id
-            for row_id, seq, data in rows
-            if (versioned is None or seq <= versioned) and is_covered(bytes(data), state_vector)
+            for (row_id, seq, _), data in zip(rows, datas, strict=True)
+            if (versioned is None or seq <= versioned) and id(data) not in uncovered
         ]
         DocumentUpdate.objects.filter(pk__in=covered).delete()
         Document.objects.filter(pk=document_id).update(

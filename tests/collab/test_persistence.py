@@ -87,6 +87,18 @@ def test_compaction_folds_covered_rows_and_keeps_pending_ones(document: Document
     assert text_of(load_document(document.pk).updates) == "hello world!"
 
 
+def test_compaction_keeps_a_row_that_does_not_apply(document: Document) -> None:
+    # Compaction trusts build_doc's own check: a row it skipped is not "covered".
+    hello, world = typed("hello", " world")
+    append_updates(document.pk, [(hello, None), (b"\x01\xff\xff", None), (world, None)])
+    result = compact(document.pk)
+    assert (result.folded, result.kept) == (2, 1)
+    assert [bytes(data) for data in DocumentUpdate.objects.values_list("data", flat=True)] == [
+        b"\x01\xff\xff"
+    ]
+    assert text_of(load_document(document.pk).updates[:1]) == "hello world"
+
+
 def test_a_pending_row_survives_compaction_and_a_restart(document: Document) -> None:
     hello, world = typed("hello", " world")
     append_updates(document.pk, [(world, None)])
