@@ -104,5 +104,12 @@ class Settings:
         """Age after which a remote awareness state that was not renewed is dropped."""
         return float(settings.COLLAB_AWARENESS_TIMEOUT_SECONDS)
 
+    @property
+    def VERSIONS_IN_CHILD_PROCESS(self) -> bool:
+        """Whether automatic history versions are taken by a child process (True) or a
+        thread of the serving process (False: for databases a child cannot share, such
+        as in-memory SQLite)."""
+        return bool(settings.COLLAB_VERSIONS_IN_CHILD_PROCESS)
+
 
 conf = Settings()

@@ -10,6 +10,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -19,9 +21,12 @@ from collab import memory
 from collab.conf import conf
 from collab.persistence import DocumentGone, alast_seqs
 from collab.rooms import Connection, Room
-from documents.history import take_due_versions
+from collab.version_process import VersionProcess
+from documents.history import due_documents, take_due_versions
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RoomRegistry:
@@ -33,6 +38,7 @@ class RoomRegistry:
         self._unloading: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._versions: asyncio.Task[int] | None = None
+        self.version_process = VersionProcess()
         self._unloaded = 0
         """Rooms unloaded since memory was last given back."""
 
@@ -143,15 +149,36 @@ class RoomRegistry:
         """Automatic history versions of the open documents (one query when none is
         due), one run at a time, never holding up the tick."""
         if self._versions is None or self._versions.done():
-            self._versions = asyncio.ensure_future(_atake_due_versions(document_ids))
+            self._versions = asyncio.ensure_future(self._atake_due_versions(document_ids))
+
+    async def _atake_due_versions(self, document_ids: list[uuid.UUID]) -> int:
+        in_thread = sync_to_async(_closing_connections, thread_sensitive=False)
+        try:
+            if not conf.VERSIONS_IN_CHILD_PROCESS:
+                # Holds this process's GIL for tens of ms at a time on a big document.
+                return await in_thread(take_due_versions, document_ids)
+            due = await in_thread(due_documents, document_ids)
+            return await self.version_process.take(due) if due else 0
+        except Exception:
+            logger.exception("Taking automatic versions failed")
+            return 0
 
     async def aclose_all(self) -> None:
-        """Flush and stop every room (process shutdown, tests)."""
+        """Flush and stop every room, and stop the versions' child process (process
+        shutdown, tests)."""
         for task in (self._ticker, self._versions):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._ticker = self._versions = None
+        # A version in progress finishes (within a bound) while the rooms store theirs.
+        stopping = asyncio.ensure_future(self.version_process.aclose())
+        try:
+            await self._close_rooms()
+        finally:
+            await stopping
+
+    async def _close_rooms(self) -> None:
         for task in self._unloading.values():
             task.cancel()
         await asyncio.gather(*self._unloading.values(), return_exceptions=True)
@@ -170,22 +197,13 @@ class RoomRegistry:
             await room.stop()
 
 
-def _take_due_versions(document_ids: list[uuid.UUID]) -> int:
-    # Runs in a thread of its own, not Django's database thread: a version of a big
-    # document takes a while (rendering, hashing) and must not hold up the commits of
-    # edits queued behind it. Nothing else closes this thread's connection.
+def _closing_connections(function: Callable[[list[uuid.UUID]], T], ids: list[uuid.UUID]) -> T:
+    # Runs in a thread of its own, not Django's database thread: it must not hold up the
+    # commits of edits queued behind it. Nothing else closes this thread's connection.
     try:
-        return take_due_versions(document_ids)
+        return function(ids)
     finally:
         connections.close_all()
-
-
-async def _atake_due_versions(document_ids: list[uuid.UUID]) -> int:
-    try:
-        return await sync_to_async(_take_due_versions, thread_sensitive=False)(document_ids)
-    except Exception:
-        logger.exception("Taking automatic versions failed")
-        return 0
 
 
 registry = RoomRegistry()

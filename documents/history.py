@@ -524,8 +524,14 @@ def take_due_versions(
     document_ids: list[uuid.UUID] | None = None, *, now: datetime | None = None
 ) -> int:
     """Take the automatic versions that are due; return how many were stored."""
+    return take_automatic_versions(due_documents(document_ids, now=now))
+
+
+def take_automatic_versions(document_ids: list[uuid.UUID]) -> int:
+    """Take an automatic version of each document (those deleted meanwhile are
+    skipped); return how many were stored."""
     taken = 0
-    for pk in due_documents(document_ids, now=now):
+    for pk in document_ids:
         try:
             if take_version(pk, kind=Kind.AUTO) is not None:
                 taken += 1

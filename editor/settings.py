@@ -249,3 +249,7 @@ COLLAB_ACCESS_RECHECK_SECONDS = env_float("COLLAB_ACCESS_RECHECK_SECONDS", 30.0,
 # least this often while they go on.
 COLLAB_VERSION_IDLE_SECONDS = env_float("COLLAB_VERSION_IDLE_SECONDS", 60.0, minimum=1.0)
 COLLAB_VERSION_MAX_SECONDS = env_float("COLLAB_VERSION_MAX_SECONDS", 600.0, minimum=1.0)
+# Automatic versions are taken by a child process of each server process: on a big
+# document pycrdt holds the GIL for tens of ms at a time, which in a thread froze every
+# socket of the process (collab/version_process.py).
+COLLAB_VERSIONS_IN_CHILD_PROCESS = env_bool("COLLAB_VERSIONS_IN_CHILD_PROCESS", True)
