@@ -11,6 +11,18 @@ what a room publishes its wall-clock `sent_at`, for the fan-out latency metric):
     room.access     {}                     re-check who may read and write (documents)
     room.title      {title}                the document was renamed (documents)
     room.batch      {messages}             several of the above, in order
+    room.hello      {}                     a room joined the group (published on join)
+    room.here       {last}                 reply to a hello: the replier's log watermark
+    room.bye        {}                     a room is leaving the group
+
+A room alone in its group publishes nothing: a PUBLISH that only its own process
+receives cost a fifth of the server's CPU under load (bench/NOTES.md). A room learns of
+the others from their hello (it answers with `room.here`), from their replies to its own
+hello, and from any message they publish; a bye takes them off. For `PEER_GRACE_SECONDS`
+after joining it publishes everything anyway, since replies to its hello may still be on
+their way. What a room did not publish while alone reaches a newcomer through the log:
+the newcomer loads it, and heals what the `room.here` watermark or a commit marker shows
+it lacks (the periodic check against the log stays the safety net).
 """
 
 from __future__ import annotations
@@ -33,6 +45,9 @@ OUTBOX_LIMIT = 10_000
 # ride along with. A PUBLISH was a fifth of the server's CPU at 200 edits/s, and a marker
 # per commit doubled their number (bench/NOTES.md).
 DEFER_SECONDS = 0.05
+PEER_GRACE_SECONDS = 5.0
+"""How long after joining a room publishes as if it had company."""
+HELLO, HERE, BYE = "room.hello", "room.here", "room.bye"
 
 Message = dict[str, Any]
 
@@ -58,14 +73,33 @@ class GroupLink:
         self._drained = asyncio.Event()
         """Set while nothing is queued or on its way."""
         self._drained.set()
+        self.peers: set[str] = set()
+        """Origins of the other rooms (other processes) known to have the group open."""
+        self._joined_at: float | None = None
+
+    @property
+    def alone(self) -> bool:
+        """Whether publishing would reach nobody: no other room known, after the grace."""
+        return (
+            not self.peers
+            and self._joined_at is not None
+            and time.monotonic() - self._joined_at >= PEER_GRACE_SECONDS
+        )
 
     async def join(self) -> None:
         self._channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self._channel)
+        self._joined_at = time.monotonic()
+        self._enqueue({"type": HELLO, "origin": self.origin})
 
     async def leave(self) -> None:
         if self._channel is None:
             return
+        try:
+            # Sent directly, not queued: the publisher task is about to be cancelled.
+            await self.layer.group_send(self.group, {"type": BYE, "origin": self.origin})
+        except Exception:
+            pass  # the others keep publishing to a room that is gone: harmless
         try:
             await self.layer.group_discard(self.group, self._channel)
         except Exception:
@@ -76,6 +110,9 @@ class GroupLink:
     def publish(self, message: Message, *, urgent: bool = True) -> None:
         """Queue a message for the group. One that is not `urgent` leaves with the next
         urgent one, after it, or on its own within DEFER_SECONDS."""
+        if self.alone:
+            self._stats["publish_skipped"] += 1
+            return
         message = {"origin": self.origin, **message}
         if urgent:
             self._enqueue(message)
@@ -141,8 +178,14 @@ class GroupLink:
         assert self._channel is not None, "join() first"
         while True:
             message = await self.layer.receive(self._channel)
-            if message.get("origin") == self.origin:
+            origin = message.get("origin")
+            if origin == self.origin:
                 continue  # the pub/sub layer echoes a process's own messages back
+            if message.get("type") == BYE:
+                self.peers.discard(origin)
+                continue
+            if origin is not None:  # (documents' views publish without one)
+                self.peers.add(origin)
             sent_at = message.get("sent_at")
             if sent_at is not None:
                 # Another host's clock may run ahead: a negative hop is counted as 0.

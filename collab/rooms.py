@@ -145,6 +145,9 @@ class Room:
         self.rechecked_at = time.monotonic()
         self._rebuild_lock = asyncio.Lock()
         self.rebuilding: asyncio.Task[None] | None = None
+        self.loaded = False
+        self._heal_after_load = False
+        """Set when the group told of log rows before the load: the load may predate them."""
 
     # Lifecycle
 
@@ -162,12 +165,18 @@ class Room:
         self._counted = True
 
     def _load(self, stored: StoredDocument) -> None:
+        # Remote updates that arrived during the load went into the doc being replaced.
         self.doc, self.pending = build_doc(
-            stored.updates, self.document_id, state_first=stored.has_state
+            stored.updates + self.sequences.unconfirmed_updates,
+            self.document_id,
+            state_first=stored.has_state,
         )
         self.approx_bytes = sum(len(update) for update in stored.updates)
         self.sequences.reset(stored.watermark)
         self._compacted_through = stored.state_seq
+        self.loaded = True
+        if self._heal_after_load:
+            self.heal_soon()
 
     async def stop(self) -> None:
         self.closed = True
@@ -478,6 +487,8 @@ class Room:
 
     def _on_group_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
+        if kind in ("room.update", "room.committed") and not self.loaded:
+            self._heal_after_load = True
         if kind == "room.update":
             update = message["update"]
             self.sequences.record_remote(
@@ -492,6 +503,16 @@ class Room:
             ):
                 self.heal_soon()
             self._maybe_compact(message["last"])
+        elif kind == "room.hello":
+            # Tell the newcomer how far the log goes: rows this room committed while it
+            # was alone (and published nothing) may be newer than the newcomer's load.
+            self._publish({"type": "room.here", "last": self.sequences.watermark})
+        elif kind == "room.here":
+            if message["last"] > self.sequences.watermark:
+                if self.loaded:
+                    self.heal_soon()
+                else:
+                    self._heal_after_load = True
         elif kind == "room.access":
             self.recheck_soon()
         elif kind == "room.title":

@@ -11,8 +11,8 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from pycrdt import Text
 
+from collab import fanout, memory, protocol
 from collab import journal as journal_module
-from collab import memory, protocol
 from collab import registry as registry_module
 from collab import rooms as rooms_module
 from collab.awareness import Entry, encode_entries
@@ -265,6 +265,63 @@ async def test_two_processes_share_edits_and_presence_but_store_once(
         await a.until(lambda: 7 in a.presence)
         assert room_a.sequences.watermark == 2 == room_b.sequences.watermark
         assert room_a.stats["healed"] == room_b.stats["healed"] == 0
+    finally:
+        await room_a.stop()
+        await room_b.stop()
+        if layer_kind == "redis":
+            for layer in layers:
+                await layer.flush()
+
+
+@pytest.mark.parametrize("layer_kind", ["memory", "redis"])
+async def test_a_room_alone_publishes_nothing_and_a_newcomer_heals_what_it_missed(
+    document: Document, layer_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fanout, "PEER_GRACE_SECONDS", 0.0)
+    if layer_kind == "redis":
+        layers = [RedisPubSubChannelLayer(hosts=[settings.REDIS_URL]) for _ in range(2)]
+    else:
+        shared = InMemoryChannelLayer()
+        layers = [shared, shared]
+    one, two, three = typed("one ", "two ", "three ", client_id=5)
+    room_a, room_b = Room(document.pk, layers[0]), Room(document.pk, layers[1])
+    await room_a.start()
+    try:
+        a = FakeConnection(user_id=document.owner_id)
+        room_a.add(a)
+        await room_a.receive(a, protocol.sync_update(one))
+        await room_a.journal.drained()
+        # The newcomer's load will predate the next commit, which the room, still alone,
+        # publishes nothing about: only its reply to the newcomer's hello tells of it.
+        stale = await database_sync_to_async(load_document)(document.pk)
+        await room_a.receive(a, protocol.sync_update(two))
+        await room_a.journal.drained()
+        assert room_a.stats["publish_skipped"] >= 4  # two updates, two markers
+
+        async def stale_load(document_id: object) -> object:
+            return stale
+
+        monkeypatch.setattr(rooms_module, "aload_document", stale_load)
+        await room_b.start()
+        b = FakeConnection()
+        room_b.add(b)
+        # The client's sync step 1: what the room has now, the heal's result follows.
+        await room_b.receive(b, protocol.sync_step1(b.doc.get_state()))
+        await b.until(lambda: b.text == "one two ")
+        assert room_b.stats["healed"] == 1
+        # Each knows the other now: edits travel live both ways.
+        assert room_a._link is not None and room_b._link is not None
+        assert room_a._link.peers == {room_b.origin} and room_b._link.peers == {room_a.origin}
+        await room_a.receive(a, protocol.sync_update(three))
+        await b.until(lambda: b.text == "one two three ")
+        await room_b.receive(b, protocol.sync_update(typed("back", client_id=6)[0]))
+        await a.until(lambda: "back" in a.text)
+        # The newcomer leaves: the room is alone again and stops publishing.
+        await room_b.stop()
+        await a.until(lambda: not room_a._link.peers)  # type: ignore[union-attr]
+        skipped = room_a.stats["publish_skipped"]
+        await room_a.receive(a, protocol.sync_update(typed("solo", client_id=7)[0]))
+        assert room_a.stats["publish_skipped"] == skipped + 1
     finally:
         await room_a.stop()
         await room_b.stop()
