@@ -202,7 +202,15 @@ def throughput_section(r: dict[str, Any]) -> str:
         f"{', '.join(map(str, p['rates']))} edits/s for {p['seconds']} s "
         "each; a step passes with p99 < "
         f"{p['p99_limit_ms']} ms, nothing missing and the offered rate achieved. "
-        "Two failing steps in a row end the ramp; the result is the best passing step.\n",
+        "Two failing steps in a row end the ramp; the result is the best passing step."
+        + (
+            f" The load comes from {p['generators']} generator processes, each with its share "
+            "of the documents and of the rate, stepping together (one generator hid the Node "
+            "servers' ceiling); p99 is the worse share's, generator CPU is each one's."
+            if p.get("generators", 1) > 1
+            else ""
+        )
+        + "\n",
     ]
     best = {k: sec[k].get("max_sustained_rate") for k in kinds(sec) if not err(sec, k)}
     rows = []
@@ -212,8 +220,9 @@ def throughput_section(r: dict[str, Any]) -> str:
             continue
         steps = "; ".join(
             f"{ph['rate']}: p99 {fmt(ph['latency_ms'].get('p99'), 1)} ms, {ph['missing']} missing, "
-            f"srv CPU {ph['server_cpu_s']:.1f} s, gen {ph['gen_cpu_frac']:.0%}"
-            f"{'' if ph['ok'] else ' ✗'}"
+            f"srv CPU {ph['server_cpu_s']:.1f} s, gen "
+            + "+".join(f"{f:.0%}" for f in ph.get("gen_cpu_fracs", [ph["gen_cpu_frac"]]))
+            + ("" if ph["ok"] else " ✗")
             for ph in sec[kind]["phases"]
         )
         rows.append(

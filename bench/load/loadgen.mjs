@@ -137,22 +137,24 @@ async function typingLoad (rooms, { writersPerRoom, serverOf = () => servers[0] 
   const roomSize = new Map()
   for (const c of clients) roomSize.set(c.room, (roomSize.get(c.room) ?? 0) + 1)
 
+  let capped = 0 // edits not made because their writer used up its `cap`
   const edit = writer => {
     const text = writer.doc.getText('bench')
     const clock = Y.getState(writer.doc.store, writer.doc.clientID)
-    if (clock >= cap) return 0
+    if (clock >= cap) { capped++; return 0 }
     sendTimes.get(writer.doc.clientID)[clock] = performance.now()
     phaseOf.get(writer.doc.clientID)[clock] = phaseIndex
     text.insert(Math.floor(Math.random() * (text.length + 1)), 'x')
     return roomSize.get(writer.room) - 1
   }
 
-  async function phase (rate, seconds, { drainMs = 2000, onTick } = {}) {
+  async function phase (rate, seconds, { drainMs = 2000, fixedDrain = false, onTick } = {}) {
     phaseIndex++
     samples = []; timeline = []; sameSamples = []; crossSamples = []
     received[phaseIndex] = 0
     let expected = 0
     let sent = 0
+    capped = 0
     const stop = meter()
     const t0 = performance.now()
     const total = Math.round(rate * seconds)
@@ -167,6 +169,8 @@ async function typingLoad (rooms, { writersPerRoom, serverOf = () => servers[0] 
     const deadline = sendEnd + drainMs
     while (received[phaseIndex] < expected && performance.now() < deadline) await sleep(20)
     const usage = stop()
+    // Generators that share a server keep their steps in step: each lasts the same.
+    if (fixedDrain) await sleep(Math.max(0, deadline - performance.now()))
     const result = {
       rate,
       seconds,
@@ -175,6 +179,7 @@ async function typingLoad (rooms, { writersPerRoom, serverOf = () => servers[0] 
       deliveries: received[phaseIndex],
       expected,
       missing: expected - received[phaseIndex],
+      capped,
       latency_ms: summarize(samples),
       ...usage,
       t0
@@ -212,13 +217,19 @@ async function fanout () {
 }
 
 async function throughput () {
-  const { rooms, clients_per_room: perRoom, rates, seconds, p99_limit_ms: limit } = params
+  const { rooms, clients_per_room: perRoom, rates, seconds, p99_limit_ms: limit, start_at: startAt } = params
   const load = await typingLoad(config.docs.slice(0, rooms).map(id => ({ id, clients: perRoom })), { writersPerRoom: 1 })
+  // One of several generators (bench/run.py splits the rooms and the rate): all start
+  // their first step at the same wall-clock time and every step lasts the same; the
+  // orchestrator judges the steps together (a step one of them did not run fails).
+  const split = startAt !== undefined
+  if (split) await sleep(Math.max(0, startAt - Date.now()))
   const out = []
   let best = 0
   let failures = 0
   for (const rate of rates) {
-    const result = strip(await load.phase(rate, seconds))
+    const result = strip(await load.phase(rate, seconds, { fixedDrain: split }))
+    if (result.capped) throw new Error(`writers used up max_edits_per_writer (${result.capped} edits not made at ${rate}/s)`)
     result.ok = result.missing === 0 && result.latency_ms.p99 < limit && result.achieved_rate >= rate * 0.95
     out.push(result)
     log(`rate ${rate}: p99 ${result.latency_ms.p99} missing ${result.missing} ok ${result.ok}`)
