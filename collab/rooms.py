@@ -507,6 +507,11 @@ class Room:
             # Tell the newcomer how far the log goes: rows this room committed while it
             # was alone (and published nothing) may be newer than the newcomer's load.
             self._publish({"type": "room.here", "last": self.sequences.watermark})
+            # And who is here: the newcomer's clients would otherwise see presence only at
+            # its next change or renewal (up to 15 s), more so as a room alone publishes none.
+            snapshot = self.awareness.snapshot()
+            if snapshot is not None:
+                self._publish({"type": "room.awareness", "update": snapshot})
         elif kind == "room.here":
             if message["last"] > self.sequences.watermark:
                 if self.loaded:

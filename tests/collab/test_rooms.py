@@ -290,13 +290,14 @@ async def test_a_room_alone_publishes_nothing_and_a_newcomer_heals_what_it_misse
         a = FakeConnection(user_id=document.owner_id)
         room_a.add(a)
         await room_a.receive(a, protocol.sync_update(one))
+        await room_a.receive(a, protocol.awareness(encode_entries([Entry(5, 1, "{}")])))
         await room_a.journal.drained()
         # The newcomer's load will predate the next commit, which the room, still alone,
         # publishes nothing about: only its reply to the newcomer's hello tells of it.
         stale = await database_sync_to_async(load_document)(document.pk)
         await room_a.receive(a, protocol.sync_update(two))
         await room_a.journal.drained()
-        assert room_a.stats["publish_skipped"] >= 4  # two updates, two markers
+        assert room_a.stats["publish_skipped"] >= 5  # two updates and markers, presence
 
         async def stale_load(document_id: object) -> object:
             return stale
@@ -309,6 +310,8 @@ async def test_a_room_alone_publishes_nothing_and_a_newcomer_heals_what_it_misse
         await room_b.receive(b, protocol.sync_step1(b.doc.get_state()))
         await b.until(lambda: b.text == "one two ")
         assert room_b.stats["healed"] == 1
+        # Presence published while alone reached nobody; the reply to the hello brings it.
+        await b.until(lambda: 5 in b.presence)
         # Each knows the other now: edits travel live both ways.
         assert room_a._link is not None and room_b._link is not None
         assert room_a._link.peers == {room_b.origin} and room_b._link.peers == {room_a.origin}
