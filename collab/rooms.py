@@ -34,9 +34,9 @@ from collab.limits import TokenBucket
 from collab.persistence import (
     DocumentGone,
     StoredDocument,
-    acompact,
     afetch_missing,
     aload_document,
+    astore_state,
 )
 from collab.protocol import CloseCode, MessageType, RateLimited, SyncStep, TooLarge
 from collab.sequences import RemoteUpdate, SequenceTracker
@@ -459,8 +459,14 @@ class Room:
         self._compact_task = self._spawn(self._compact())
 
     async def _compact(self) -> None:
+        if self.rebuilding is not None and not self.rebuilding.done():
+            return  # the doc is not to be trusted until rebuilt
+        # The live doc holds every row up to the watermark: no rebuild from the log.
+        state, state_vector = self.doc.get_update(), self.doc.get_state()
         try:
-            result = await acompact(self.document_id)
+            result = await astore_state(
+                self.document_id, state, state_vector, self.sequences.watermark
+            )
         except DocumentGone:
             return
         except Exception:

@@ -10,6 +10,7 @@ from collab.persistence import (
     compact,
     fetch_missing,
     load_document,
+    store_state,
 )
 from collab.ydocs import build_doc
 from documents.models import Document, DocumentUpdate
@@ -97,6 +98,36 @@ def test_compaction_keeps_a_row_that_does_not_apply(document: Document) -> None:
         b"\x01\xff\xff"
     ]
     assert text_of(load_document(document.pk).updates[:1]) == "hello world"
+
+
+def test_a_live_state_folds_the_rows_it_covers_up_to_its_watermark(document: Document) -> None:
+    hello, world, bang = typed("hello", " world", "!")
+    append_updates(document.pk, [(hello, None), (world, None), (bang, None), (b"\x01\xff", None)])
+    live = Doc()  # an open room's doc, which has not got "!" yet
+    live.apply_update(hello)
+    live.apply_update(world)
+    result = store_state(document.pk, live.get_update(), live.get_state(), 2)
+    assert (result.folded, result.kept) == (2, 0)
+    document.refresh_from_db()
+    assert document.state_seq == 2
+    assert list(DocumentUpdate.objects.order_by("seq").values_list("seq", flat=True)) == [3, 4]
+    assert text_of(load_document(document.pk).updates[:2]) == "hello world!"
+    # A state that goes no further than the stored one changes nothing.
+    assert store_state(document.pk, b"\x00\x00", b"\x00", 2).folded == 0
+    document.refresh_from_db()
+    assert bytes(document.state) == live.get_update()
+
+
+def test_a_live_state_keeps_pending_and_undecodable_rows(document: Document) -> None:
+    hello, world = typed("hello", " world")
+    append_updates(document.pk, [(world, None), (b"\x01\xff", None)])
+    live = Doc()
+    live.apply_update(world)  # pending: "hello" has not arrived
+    result = store_state(document.pk, live.get_update(), live.get_state(), 2)
+    assert (result.folded, result.kept) == (0, 2)
+    append_updates(document.pk, [(hello, None)])
+    doc, _ = build_doc(load_document(document.pk).updates, document.pk)
+    assert str(doc.get("t", type=Text)) == "hello world"
 
 
 def test_a_pending_row_survives_compaction_and_a_restart(document: Document) -> None:

@@ -11,7 +11,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from pycrdt import Text
 
-from collab import fanout, memory, protocol
+from collab import fanout, memory, persistence, protocol
 from collab import journal as journal_module
 from collab import registry as registry_module
 from collab import rooms as rooms_module
@@ -75,6 +75,28 @@ async def test_room_unloads_after_the_grace_period_once_everything_is_stored(
     await asyncio.wait_for(registry._unloading[document.pk], timeout=5)
     assert document.pk not in registry.rooms and room.closed
     assert await stored_text(document) == "kept"
+
+
+async def test_an_open_room_compacts_the_log_from_its_live_doc(
+    document: Document, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.COLLAB_COMPACT_EVERY = 3  # type: ignore[attr-defined]
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an open room compacts without rebuilding the doc from the log")
+
+    monkeypatch.setattr(persistence, "build_doc", no_rebuild)
+    connection = FakeConnection(user_id=document.owner_id)
+    room = await registry.join(document.pk, connection)
+    for update in typed("a", "b", "c", "d"):
+        await room.receive(connection, protocol.sync_update(update))
+    await room.journal.drained()
+    assert room._compact_task is not None
+    await asyncio.wait_for(room._compact_task, timeout=5)
+    await database_sync_to_async(document.refresh_from_db)()
+    assert document.state_seq == room.sequences.watermark >= 3
+    assert await stored_rows(document) == 4 - document.state_seq
+    assert await stored_text(document) == "abcd"
 
 
 async def test_a_returning_client_cancels_the_unload(document: Document) -> None:
