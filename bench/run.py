@@ -40,12 +40,12 @@ FULL: dict[str, dict[str, Any]] = {
     "throughput": {
         "rooms": 10,
         "clients_per_room": 4,
-        "rates": [250, 500, 1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 16000],
+        "rates": [250, 500, 1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 16000, 20000],
         "seconds": 5,
         "p99_limit_ms": 100,
         "generators": 2,
-        # Every step's edits, 1 writer per document: 5 s × 62,750/s over 10 writers.
-        "max_edits_per_writer": 40_000,
+        # Every step's edits, 1 writer per document: 5 s × 82,750/s over 10 writers.
+        "max_edits_per_writer": 45_000,
     },
     "scaleout": {"clients": 50, "writers": 5, "rates": [50, 200], "seconds": 10},
     "idle": {"docs": 200, "per_doc": 10, "settle_ms": 3000, "after_ms": [3000, 10000]},
