@@ -106,6 +106,16 @@ def storage(document: Document) -> dict[str, int]:
     }
 
 
+def vacuum() -> None:
+    """Clear the dead rows that compaction and earlier runs left, as autovacuum does on a
+    default PostgreSQL. This machine's server runs with autovacuum off: the update log
+    had grown to 623 MB of dead rows for 5,000 live ones, and loading the automerge-paper
+    document's 400-row tail walked 259,778 dead index entries (11 ms instead of 1)."""
+    with connection.cursor() as cursor:
+        for model in (DocumentUpdate, Document):
+            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(model._meta.db_table)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=300)
@@ -127,6 +137,7 @@ def main() -> None:
     session.create()
 
     b4, figures = ensure_b4(owner, args.b4_tail, args.batch)
+    vacuum()
     # The same content, merged into one update, for the peers' in-memory stores.
     stored = load_document(b4.pk)
     doc: Doc = Doc()
