@@ -252,9 +252,56 @@ def start(kind: str, setup: dict[str, Any], env: dict[str, str] | None = None) -
     return server.start()
 
 
+def vacuum() -> None:
+    """What autovacuum does on a default PostgreSQL, before each of our runs: this
+    machine's server runs with it off, and a scenario's hundreds of thousands of log
+    rows left the planner's statistics so stale that the next cold open seq-scanned the
+    whole log (23 ms instead of 1 for the automerge-paper document's 400 rows)."""
+    import psycopg  # noqa: PLC0415 (the project's venv, which runs this script, has it)
+
+    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE) documents_documentupdate, documents_document")
+
+
 def stop_all() -> None:
     while RUNNING:
         RUNNING.pop().stop()
+
+
+def generators(
+    scenario: str,
+    server: Server,
+    setup: dict[str, Any],
+    shares: list[tuple[list[str], dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Run one generator process per (documents, params) share at once against `server`;
+    their results, in order."""
+    procs = []
+    for docs, share in shares:
+        config = {
+            "scenario": scenario,
+            "servers": [server.describe()],
+            "cookie": setup["cookie"],
+            "docs": docs,
+            "b4": setup["b4"],
+            "params": share,
+        }
+        COMMANDS.append(
+            "node bench/load/loadgen.mjs "
+            + shlex.quote(json.dumps({"scenario": scenario, "params": share, "...": "&"}))
+        )
+        argv = ["node", str(BENCH / "load" / "loadgen.mjs"), json.dumps(config)]
+        procs.append(
+            subprocess.Popen(argv, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        sys.stderr.write(err.decode())
+        if proc.returncode != 0:
+            raise RuntimeError(f"generator failed: {err.decode()[-2000:]}")
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results
 
 
 def two_generators(
@@ -263,37 +310,18 @@ def two_generators(
     """Measurement 1 driven by two generator processes at once on the same document;
     each measures the deliveries of its own writers to its own clients (one clock)."""
     total = sum(params["writers"])
-    procs = []
-    for writers in params["writers"]:
-        share = {
-            **params,
-            "writers": writers,
-            "rates": [rate * writers / total for rate in params["rates"]],
-        }
-        config = {
-            "scenario": "fanout",
-            "servers": [server.describe()],
-            "cookie": setup["cookie"],
-            "docs": [doc],
-            "b4": setup["b4"],
-            "params": share,
-        }
-        COMMANDS.append(
-            "node bench/load/loadgen.mjs "
-            + shlex.quote(json.dumps({"scenario": "fanout", "params": share, "...": "&"}))
+    shares = [
+        (
+            [doc],
+            {
+                **params,
+                "writers": writers,
+                "rates": [rate * writers / total for rate in params["rates"]],
+            },
         )
-        argv = ["node", str(BENCH / "load" / "loadgen.mjs"), json.dumps(config)]
-        procs.append(
-            subprocess.Popen(argv, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        )
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        sys.stderr.write(err.decode())
-        if proc.returncode != 0:
-            raise RuntimeError(f"generator failed: {err.decode()[-2000:]}")
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
-    return results
+        for writers in params["writers"]
+    ]
+    return generators("fanout", server, setup, shares)
 
 
 def split_throughput(
@@ -305,43 +333,26 @@ def split_throughput(
     servers, hiding their ceiling. A step passes when every share passes it; the ramp ends
     at two failing steps in a row, as with one generator."""
     count = params["generators"]
-    shares = [docs[i::count] for i in range(count)]
     start_at = int((time.time() + 10) * 1000)  # after every generator has connected
-    procs = []
-    for share_docs in shares:
-        share = {
-            **params,
-            "rooms": len(share_docs),
-            "rates": [rate * len(share_docs) / len(docs) for rate in params["rates"]],
-            "start_at": start_at,
-        }
-        config = {
-            "scenario": "throughput",
-            "servers": [server.describe()],
-            "cookie": setup["cookie"],
-            "docs": share_docs,
-            "b4": setup["b4"],
-            "params": share,
-        }
-        COMMANDS.append(
-            "node bench/load/loadgen.mjs "
-            + shlex.quote(json.dumps({"scenario": "throughput", "params": share, "...": "&"}))
+    shares = [
+        (
+            share_docs,
+            {
+                **params,
+                "rooms": len(share_docs),
+                "rates": [rate * len(share_docs) / len(docs) for rate in params["rates"]],
+                "start_at": start_at,
+            },
         )
-        argv = ["node", str(BENCH / "load" / "loadgen.mjs"), json.dumps(config)]
-        procs.append(
-            subprocess.Popen(argv, cwd=BENCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        )
-    parts = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        sys.stderr.write(err.decode())
-        if proc.returncode != 0:
-            raise RuntimeError(f"generator failed: {err.decode()[-2000:]}")
-        parts.append(json.loads(out.decode().strip().splitlines()[-1])["phases"])
+        for share_docs in (docs[i::count] for i in range(count))
+    ]
+    parts = [result["phases"] for result in generators("throughput", server, setup, shares)]
     phases = []
     best = failures = 0
     for index, rate in enumerate(params["rates"]):
         steps = [part[index] for part in parts if index < len(part)]
+        if not steps:
+            break
         complete = len(steps) == count
         phase = {
             "rate": rate,
@@ -625,6 +636,8 @@ def main() -> None:
                     continue
                 if kind == "ours-deflate" and scenario not in ("fanout", "idle"):
                     continue
+                if kind.startswith("ours"):
+                    vacuum()
                 log(f"{scenario}: {kind}")
                 params = sizes[scenario]
                 try:
