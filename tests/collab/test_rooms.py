@@ -244,115 +244,110 @@ async def test_document_deleted_while_open_closes_its_sockets(document: Document
     assert connection.closed_with == CloseCode.DOCUMENT_GONE
 
 
-@pytest.mark.parametrize("layer_kind", ["memory", "redis"])
-async def test_two_processes_share_edits_and_presence_but_store_once(
-    document: Document, layer_kind: str
-) -> None:
-    if layer_kind == "redis":
+@pytest.fixture(params=["memory", "redis"])
+async def two_processes(
+    request: pytest.FixtureRequest, document: Document
+) -> AsyncIterator[tuple[Room, Room]]:
+    """Two rooms of one document with separate layers: they stand for two server
+    processes (sharing one in-memory layer, or each with its own Redis connection)."""
+    if request.param == "redis":
         layers = [RedisPubSubChannelLayer(hosts=[settings.REDIS_URL]) for _ in range(2)]
     else:
         shared = InMemoryChannelLayer()
         layers = [shared, shared]
-    # Two rooms of one document with separate layers stand for two server processes.
     room_a, room_b = Room(document.pk, layers[0]), Room(document.pk, layers[1])
+    try:
+        yield room_a, room_b
+    finally:
+        await room_a.stop()
+        await room_b.stop()
+        if request.param == "redis":
+            for layer in layers:
+                await layer.flush()
+
+
+async def test_two_processes_share_edits_and_presence_but_store_once(
+    document: Document, two_processes: tuple[Room, Room]
+) -> None:
+    room_a, room_b = two_processes
     await room_a.start()
     await room_b.start()
-    try:
-        a, b = FakeConnection(user_id=document.owner_id), FakeConnection()
-        room_a.add(a)
-        room_b.add(b)
-        await room_a.receive(a, protocol.sync_update(typed("across", client_id=5)[0]))
-        await b.until(lambda: b.text == "across")
-        await room_b.receive(b, protocol.sync_update(typed("back", client_id=6)[0]))
-        await a.until(lambda: "back" in a.text)
-        await room_b.receive(b, protocol.awareness(encode_entries([Entry(6, 1, "{}")])))
-        await a.until(lambda: 6 in a.presence)
-        room_b.remove(b)
-        await a.until(lambda: 6 not in a.presence)
-        await room_a.journal.drained()
-        await room_b.journal.drained()
-        # Each update is stored once, by the process its client is connected to.
-        assert await stored_rows(document) == 2
-        # Commit markers ride along with later messages: flush them, then send presence
-        # both ways; it arrives after them (a group delivers one sender's messages in
-        # order), so by then each room has taken the other's marker.
-        for room in (room_a, room_b):
-            assert room._link is not None
-            await room._link.flush()
-        c = FakeConnection()
-        room_b.add(c)
-        await room_a.receive(a, protocol.awareness(encode_entries([Entry(5, 1, "{}")])))
-        await c.until(lambda: 5 in c.presence)
-        await room_b.receive(c, protocol.awareness(encode_entries([Entry(7, 1, "{}")])))
-        await a.until(lambda: 7 in a.presence)
-        assert room_a.sequences.watermark == 2 == room_b.sequences.watermark
-        assert room_a.stats["healed"] == room_b.stats["healed"] == 0
-    finally:
-        await room_a.stop()
-        await room_b.stop()
-        if layer_kind == "redis":
-            for layer in layers:
-                await layer.flush()
+    a, b = FakeConnection(user_id=document.owner_id), FakeConnection()
+    room_a.add(a)
+    room_b.add(b)
+    await room_a.receive(a, protocol.sync_update(typed("across", client_id=5)[0]))
+    await b.until(lambda: b.text == "across")
+    await room_b.receive(b, protocol.sync_update(typed("back", client_id=6)[0]))
+    await a.until(lambda: "back" in a.text)
+    await room_b.receive(b, protocol.awareness(encode_entries([Entry(6, 1, "{}")])))
+    await a.until(lambda: 6 in a.presence)
+    room_b.remove(b)
+    await a.until(lambda: 6 not in a.presence)
+    await room_a.journal.drained()
+    await room_b.journal.drained()
+    # Each update is stored once, by the process its client is connected to.
+    assert await stored_rows(document) == 2
+    # Commit markers ride along with later messages: flush them, then send presence
+    # both ways; it arrives after them (a group delivers one sender's messages in
+    # order), so by then each room has taken the other's marker.
+    for room in (room_a, room_b):
+        assert room._link is not None
+        await room._link.flush()
+    c = FakeConnection()
+    room_b.add(c)
+    await room_a.receive(a, protocol.awareness(encode_entries([Entry(5, 1, "{}")])))
+    await c.until(lambda: 5 in c.presence)
+    await room_b.receive(c, protocol.awareness(encode_entries([Entry(7, 1, "{}")])))
+    await a.until(lambda: 7 in a.presence)
+    assert room_a.sequences.watermark == 2 == room_b.sequences.watermark
+    assert room_a.stats["healed"] == room_b.stats["healed"] == 0
 
 
-@pytest.mark.parametrize("layer_kind", ["memory", "redis"])
 async def test_a_room_alone_publishes_nothing_and_a_newcomer_heals_what_it_missed(
-    document: Document, layer_kind: str, monkeypatch: pytest.MonkeyPatch
+    document: Document, two_processes: tuple[Room, Room], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fanout, "PEER_GRACE_SECONDS", 0.0)
-    if layer_kind == "redis":
-        layers = [RedisPubSubChannelLayer(hosts=[settings.REDIS_URL]) for _ in range(2)]
-    else:
-        shared = InMemoryChannelLayer()
-        layers = [shared, shared]
     one, two, three = typed("one ", "two ", "three ", client_id=5)
-    room_a, room_b = Room(document.pk, layers[0]), Room(document.pk, layers[1])
+    room_a, room_b = two_processes
     await room_a.start()
-    try:
-        a = FakeConnection(user_id=document.owner_id)
-        room_a.add(a)
-        await room_a.receive(a, protocol.sync_update(one))
-        await room_a.receive(a, protocol.awareness(encode_entries([Entry(5, 1, "{}")])))
-        await room_a.journal.drained()
-        # The newcomer's load will predate the next commit, which the room, still alone,
-        # publishes nothing about: only its reply to the newcomer's hello tells of it.
-        stale = await database_sync_to_async(load_document)(document.pk)
-        await room_a.receive(a, protocol.sync_update(two))
-        await room_a.journal.drained()
-        assert room_a.stats["publish_skipped"] >= 5  # two updates and markers, presence
+    a = FakeConnection(user_id=document.owner_id)
+    room_a.add(a)
+    await room_a.receive(a, protocol.sync_update(one))
+    await room_a.receive(a, protocol.awareness(encode_entries([Entry(5, 1, "{}")])))
+    await room_a.journal.drained()
+    # The newcomer's load will predate the next commit, which the room, still alone,
+    # publishes nothing about: only its reply to the newcomer's hello tells of it.
+    stale = await database_sync_to_async(load_document)(document.pk)
+    await room_a.receive(a, protocol.sync_update(two))
+    await room_a.journal.drained()
+    assert room_a.stats["publish_skipped"] >= 5  # two updates and markers, presence
 
-        async def stale_load(document_id: object) -> object:
-            return stale
+    async def stale_load(document_id: object) -> object:
+        return stale
 
-        monkeypatch.setattr(rooms_module, "aload_document", stale_load)
-        await room_b.start()
-        b = FakeConnection()
-        room_b.add(b)
-        # The client's sync step 1: what the room has now, the heal's result follows.
-        await room_b.receive(b, protocol.sync_step1(b.doc.get_state()))
-        await b.until(lambda: b.text == "one two ")
-        assert room_b.stats["healed"] == 1
-        # Presence published while alone reached nobody; the reply to the hello brings it.
-        await b.until(lambda: 5 in b.presence)
-        # Each knows the other now: edits travel live both ways.
-        assert room_a._link is not None and room_b._link is not None
-        assert room_a._link.peers == {room_b.origin} and room_b._link.peers == {room_a.origin}
-        await room_a.receive(a, protocol.sync_update(three))
-        await b.until(lambda: b.text == "one two three ")
-        await room_b.receive(b, protocol.sync_update(typed("back", client_id=6)[0]))
-        await a.until(lambda: "back" in a.text)
-        # The newcomer leaves: the room is alone again and stops publishing.
-        await room_b.stop()
-        await a.until(lambda: not room_a._link.peers)  # type: ignore[union-attr]
-        skipped = room_a.stats["publish_skipped"]
-        await room_a.receive(a, protocol.sync_update(typed("solo", client_id=7)[0]))
-        assert room_a.stats["publish_skipped"] == skipped + 1
-    finally:
-        await room_a.stop()
-        await room_b.stop()
-        if layer_kind == "redis":
-            for layer in layers:
-                await layer.flush()
+    monkeypatch.setattr(rooms_module, "aload_document", stale_load)
+    await room_b.start()
+    b = FakeConnection()
+    room_b.add(b)
+    # The client's sync step 1: what the room has now, the heal's result follows.
+    await room_b.receive(b, protocol.sync_step1(b.doc.get_state()))
+    await b.until(lambda: b.text == "one two ")
+    assert room_b.stats["healed"] == 1
+    # Presence published while alone reached nobody; the reply to the hello brings it.
+    await b.until(lambda: 5 in b.presence)
+    # Each knows the other now: edits travel live both ways.
+    assert room_a._link is not None and room_b._link is not None
+    assert room_a._link.peers == {room_b.origin} and room_b._link.peers == {room_a.origin}
+    await room_a.receive(a, protocol.sync_update(three))
+    await b.until(lambda: b.text == "one two three ")
+    await room_b.receive(b, protocol.sync_update(typed("back", client_id=6)[0]))
+    await a.until(lambda: "back" in a.text)
+    # The newcomer leaves: the room is alone again and stops publishing.
+    await room_b.stop()
+    await a.until(lambda: not room_a._link.peers)  # type: ignore[union-attr]
+    skipped = room_a.stats["publish_skipped"]
+    await room_a.receive(a, protocol.sync_update(typed("solo", client_id=7)[0]))
+    assert room_a.stats["publish_skipped"] == skipped + 1
 
 
 async def test_a_readers_write_with_nothing_new_is_acknowledged_not_refused(
