@@ -125,6 +125,22 @@ async def test_shutdown_stops_the_idle_child(
     assert_gone(pid)
 
 
+def _wait_for_a_lock_waiter(timeout: float) -> bool:
+    # Polled: another process's wait on a lock shows nowhere but in pg_stat_activity.
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+async def until_a_backend_waits_on_a_lock(timeout: float = 10.0) -> None:
+    assert await database_sync_to_async(_wait_for_a_lock_waiter)(timeout)
+
+
 @contextmanager
 def row_locked(document: Document) -> Iterator[None]:
     """Another transaction holds the document's row lock meanwhile, so a version of it
@@ -163,7 +179,9 @@ async def test_shutdown_kills_a_child_stuck_in_a_version_after_its_grace(
     await write(writer, alice, "two")
     with row_locked(document):
         stuck = asyncio.ensure_future(version_process.take([document.pk]))
-        await asyncio.sleep(0)  # one step: take() hands the batch over before it awaits
+        # Shut down only once the child waits on the lock: before, the batch may not have
+        # reached it yet, and shutdown would cancel it instead of waiting the grace.
+        await until_a_backend_waits_on_a_lock()
         version_process.grace_seconds = 0.5
         started = time.monotonic()
         await asyncio.wait_for(version_process.aclose(), timeout=10)
