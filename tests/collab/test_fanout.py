@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -27,15 +29,20 @@ class RecordingLayer(InMemoryChannelLayer):
         await super().group_send(group, message)
 
 
-async def started(link: GroupLink, layer: RecordingLayer) -> asyncio.Task[None]:
-    """Join, start publishing, and forget the hello every link sends on joining."""
+@asynccontextmanager
+async def publishing(link: GroupLink, layer: RecordingLayer) -> AsyncIterator[None]:
+    """Join and publish meanwhile, forgetting the hello every link sends on joining."""
     await link.join()
     publisher = asyncio.ensure_future(link.publish_forever())
-    await asyncio.wait_for(layer.published.wait(), timeout=5)
-    assert [kinds(m) for m in layer.sent] == [["room.hello"]]
-    layer.sent.clear()
-    layer.published.clear()
-    return publisher
+    try:
+        await asyncio.wait_for(layer.published.wait(), timeout=5)
+        assert [kinds(m) for m in layer.sent] == [["room.hello"]]
+        layer.sent.clear()
+        layer.published.clear()
+        yield
+    finally:
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
 
 
 async def test_messages_queued_together_travel_as_one_batch_in_order() -> None:
@@ -172,16 +179,12 @@ async def test_a_commit_marker_rides_along_after_the_next_update(
     monkeypatch.setattr(fanout, "DEFER_SECONDS", 30.0)  # only an update can take it
     layer = RecordingLayer()
     link = GroupLink(layer, "document.d", origin="a", on_message=lambda m: None, stats=Counter())
-    publisher = await started(link, layer)
-    try:
+    async with publishing(link, layer):
         link.publish({"type": "room.committed", "ns": [1]}, urgent=False)
         await asyncio.sleep(0)  # the publisher runs and finds nothing urgent
         assert layer.sent == []
         link.publish({"type": "room.update", "n": 2})
         await asyncio.wait_for(layer.published.wait(), timeout=5)
-    finally:
-        publisher.cancel()
-        await asyncio.gather(publisher, return_exceptions=True)
     [message] = layer.sent
     assert kinds(message) == ["room.update", "room.committed"]
 
@@ -192,13 +195,9 @@ async def test_a_marker_with_nothing_to_ride_along_with_leaves_on_its_own(
     monkeypatch.setattr(fanout, "DEFER_SECONDS", 0.01)
     layer = RecordingLayer()
     link = GroupLink(layer, "document.e", origin="a", on_message=lambda m: None, stats=Counter())
-    publisher = await started(link, layer)
-    try:
+    async with publishing(link, layer):
         link.publish({"type": "room.committed", "ns": [1]}, urgent=False)
         await asyncio.wait_for(layer.published.wait(), timeout=5)
-    finally:
-        publisher.cancel()
-        await asyncio.gather(publisher, return_exceptions=True)
     assert [kinds(m) for m in layer.sent] == [["room.committed"]]
 
 
@@ -208,13 +207,9 @@ async def test_flush_sends_deferred_markers_before_a_room_stops(
     monkeypatch.setattr(fanout, "DEFER_SECONDS", 30.0)
     layer = RecordingLayer()
     link = GroupLink(layer, "document.f", origin="a", on_message=lambda m: None, stats=Counter())
-    publisher = await started(link, layer)
-    try:
+    async with publishing(link, layer):
         link.publish({"type": "room.update", "n": 1})
         link.publish({"type": "room.committed", "ns": [1]}, urgent=False)
         await asyncio.wait_for(link.flush(), timeout=5)
         assert [kind for m in layer.sent for kind in kinds(m)] == ["room.update", "room.committed"]
         await asyncio.wait_for(link.flush(), timeout=5)  # nothing queued: returns at once
-    finally:
-        publisher.cancel()
-        await asyncio.gather(publisher, return_exceptions=True)
