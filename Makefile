@@ -10,7 +10,7 @@ WORKERS ?= 2
 # (1 MiB) with a clear code 4413 before this one is reached.
 WS_MAX_SIZE ?= 4194304
 # Where the workers of `make serve` write their Prometheus samples (emptied at start).
-# (They remove their live gauges at a graceful exit; a killed worker's stay until restart.)
+# (They remove their live gauges at a graceful exit, the supervisor a killed worker's.)
 METRICS_DIR ?= /tmp/collab-metrics-$(PORT)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/editor
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -44,23 +44,19 @@ run: $(VENV)/.runtime ## develop: serve http://127.0.0.1:8000 (SQLite + in-memor
 	@echo "  Create a user to sign in with:  DJANGO_DEBUG=true $(PYTHON) manage.py createsuperuser"
 	@echo "  Then open http://$(HOST):$(PORT)/"
 	@echo
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) -m uvicorn editor.asgi:application \
-		--host $(HOST) --port $(PORT) --ws websockets-sansio --ws-max-size $(WS_MAX_SIZE) --ws-per-message-deflate false \
-		--lifespan on
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PYTHON) -m editor.serve --no-supervisor \
+		--host $(HOST) --port $(PORT) --ws-max-size $(WS_MAX_SIZE) --access-log
 
-# Logs are JSON lines unless DJANGO_LOG_FORMAT=plain; with JSON, editor/logging.json puts
-# uvicorn's own supervisor (which never loads Django's settings) through the same formatter.
-serve: ## production: WORKERS uvicorn processes on HOST:PORT sharing PostgreSQL and Redis (installs nothing)
+# editor/serve.py holds the uvicorn flags (`make run`, the tests and bench/ use it too); its
+# supervisor starts a new worker whenever one dies (kill -9, a segfault, the OOM killer),
+# WORKERS=1 included. Logs are JSON lines unless DJANGO_LOG_FORMAT=plain.
+serve: ## production: WORKERS supervised uvicorn processes on HOST:PORT sharing PostgreSQL and Redis (installs nothing)
 	@if [ "$(WORKERS)" -gt 1 ] && [ -z "$$REDIS_URL" ]; then \
 		echo "make serve: WORKERS=$(WORKERS) needs REDIS_URL so the processes can reach each other." >&2; exit 2; fi
 	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
 	DJANGO_LOG_FORMAT=$${DJANGO_LOG_FORMAT:-json} PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) \
-		$(PYTHON) -m uvicorn editor.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --loop uvloop --http httptools --ws websockets-sansio \
-		--ws-max-size $(WS_MAX_SIZE) --ws-ping-interval 20 --ws-ping-timeout 20 \
-		--ws-per-message-deflate false \
-		--lifespan on --timeout-graceful-shutdown 10 --no-access-log \
-		$(if $(filter plain,$(DJANGO_LOG_FORMAT)),,--log-config editor/logging.json)
+		$(PYTHON) -m editor.serve --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--ws-max-size $(WS_MAX_SIZE)
 
 services: ## start PostgreSQL and Redis on this machine if they are down
 	@scripts/ensure-services

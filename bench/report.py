@@ -569,6 +569,57 @@ def eventloop_section(r: dict[str, Any]) -> str:
     )
 
 
+def throttled_section(r: dict[str, Any]) -> str:
+    sec = r.get("throttled", {})
+    if not sec:
+        return ""
+    p = r["sizes"]["throttled"]
+    rows = []
+    for kind in kinds(sec):
+        if err(sec, kind):
+            rows.append([NAMES[kind], "error: " + err(sec, kind)[:80]] + [""] * 6)
+            continue
+        s = sec[kind]
+        flood = s["flood"]
+        rows.append(
+            [
+                NAMES[kind],
+                fmt(s["alone"]["latency_ms"].get("p99"), 2),
+                fmt(s["flooded"]["latency_ms"].get("p99"), 2),
+                f"{s['p99_ratio']:.2f}×",
+                f"{fmt(flood['offered'])} / {fmt(flood['delivered'])}",
+                kib(flood.get("max_buffered_bytes")),
+                ", ".join(str(code) for code in flood.get("closes", [])) or "none",
+                f"{s['alone']['missing']} / {s['flooded']['missing']}",
+            ]
+        )
+    return "\n".join(
+        [
+            "## Throttled neighbour (issue 12): another document's latency next to a flood\n",
+            f"Document B: {p['clients']} clients, {p['writers']} writers, {p['rate']} edits/s "
+            f"in total, {p['seconds']} s, alone and then while a stock client on the same "
+            f"process writes {fmt(p['flood_rate'])} updates/s (one keystroke each) into "
+            "document A, watched by another client of A. Ours runs with its default budget "
+            "(60 updates/s, burst 300): it reads the flooder no faster than that, and TCP "
+            "holds the rest back in the flooder's own buffers. The peers have no budget: "
+            "they take the whole flood.\n",
+            table(
+                [
+                    "server",
+                    "B p99 alone ms",
+                    "B p99 next to the flood ms",
+                    "ratio",
+                    f"flood updates offered / passed on in {p['seconds']} s",
+                    "flooder's ws buffer (max)",
+                    "flooder closed",
+                    "B missing",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
 def profile_section(r: dict[str, Any]) -> str:
     prof = r.get("profile", {})
     if not prof or "stacks" not in prof:
@@ -645,6 +696,7 @@ def render(r: dict[str, Any]) -> str:
         coldopen_section,
         ingest_section,
         eventloop_section,
+        throttled_section,
         profile_section,
     ):
         try:

@@ -3,7 +3,8 @@ Presence (cursors, names, colours): decoding awareness updates and the room's ta
 
 The table is pycrdt's `Awareness` (the y-protocols merge rules: a higher clock wins, a
 null state removes), minus the state pycrdt creates for the server itself. Ownership,
-which client ids a socket may speak for, is the room's business (see rooms.py).
+which client ids a socket may speak for, is the room's business (see rooms.py and
+owners.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class Entry:
     """The state as JSON text; "null" removes the client."""
 
 
+def _not_json(name: str) -> None:
+    # Python reads NaN and Infinity, which JSON (and every browser's JSON.parse, so every
+    # peer this state is relayed to) refuses.
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode_entries(payload: bytes) -> list[Entry]:
     """Decode an awareness update; raise `ProtocolError` if it is malformed or if a
     state is anything but a JSON object or null."""
@@ -43,8 +50,10 @@ def decode_entries(payload: bytes) -> list[Entry]:
             raise ProtocolError("truncated awareness state")
         try:
             text = bytes(payload[pos:end]).decode("utf-8")
-            state: Any = json.loads(text) if text else None
-        except (UnicodeDecodeError, ValueError):
+            state: Any = json.loads(text, parse_constant=_not_json) if text else None
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # RecursionError: JSON nested past Python's recursion limit, a malformed
+            # frame like any other (4400), not a server error.
             raise ProtocolError("awareness state is not JSON") from None
         if state is not None and not isinstance(state, dict):
             raise ProtocolError("awareness state is not an object")
@@ -53,6 +62,21 @@ def decode_entries(payload: bytes) -> list[Entry]:
     if pos != len(payload):
         raise ProtocolError("trailing bytes after awareness update")
     return entries
+
+
+def with_user(entry: Entry, user: dict[str, object]) -> Entry | None:
+    """`entry` with its state's `user` set to `user`, the socket's account: others see
+    who is there, not whatever name a client writes. A removal stays a removal; None if
+    the state cannot be written back (nested to the recursion limit)."""
+    if entry.state == "null":
+        return entry
+    try:
+        state = json.loads(entry.state)
+        state["user"] = user
+        text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        return None
+    return Entry(entry.client_id, entry.clock, text)
 
 
 def encode_entries(entries: list[Entry]) -> bytes:

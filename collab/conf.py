@@ -85,6 +85,13 @@ class Settings:
         return (float(settings.COLLAB_FRAMES_PER_SECOND), float(settings.COLLAB_FRAMES_BURST))
 
     @property
+    def FLOOD_AFTER_SECONDS(self) -> float:
+        """How long a socket may be held back by its update or frame budget without a
+        break (it is read at the budget's pace meanwhile) before it counts as a flood and
+        is closed with 4429: its backlog is at least this many seconds of budget."""
+        return float(settings.COLLAB_FLOOD_AFTER_SECONDS)
+
+    @property
     def AWARENESS_RATE(self) -> tuple[float, float]:
         """(per second, burst) of a socket's own presence updates; faster ones are
         coalesced (the newest is sent when the rate allows), not refused."""
@@ -92,6 +99,12 @@ class Settings:
             float(settings.COLLAB_AWARENESS_PER_SECOND),
             float(settings.COLLAB_AWARENESS_BURST),
         )
+
+    @property
+    def MAX_SOCKETS_PER_USER(self) -> int:
+        """Sockets one user may hold open over all documents and processes (0: no cap);
+        the next one is closed with 4409."""
+        return int(settings.COLLAB_MAX_SOCKETS_PER_USER)
 
     @property
     def ACCESS_RECHECK_SECONDS(self) -> float:

@@ -27,9 +27,14 @@ from collab.persistence import DocumentGone
 from collab.protocol import CloseCode, ProtocolError
 from collab.registry import registry
 from collab.rooms import Room
+from collab.socket_cap import Refused, Seat, socket_counts
 from documents.access import aget_document_access
+from documents.people import presence_user
 
 logger = logging.getLogger(__name__)
+
+# The close reason of 4409, for clients other than the editor (which has its own text).
+TOO_MANY_SOCKETS_REASON = "Too many open connections: close some tabs or windows, then reload"
 
 
 class SocketConnection:
@@ -39,17 +44,24 @@ class SocketConnection:
         self,
         *,
         user_id: int,
+        presence_user: dict[str, object],
         session_key: str | None,
         can_write: bool,
         extensions: bool,
         document_id: uuid.UUID | None = None,
     ) -> None:
         self.user_id = user_id
+        # Resolved once, from the account: the room writes it into every presence
+        # state this socket sends, without a query per frame.
+        self.presence_user = presence_user
         self.document_id = document_id
         self.session_key = session_key
         self.can_write = can_write
         self.extensions = extensions
         self.closed = False
+        self.held: asyncio.Event | None = None
+        """Set while an account change of this user is checked (collab/accounts.py):
+        nothing more is read from the socket until it is settled."""
         # A deque and a future, not an asyncio.Queue: the queue's three deques and
         # event took ~3 KiB per socket, a tenth of what an idle connection costs.
         self.outbox: deque[bytes | tuple[int, str]] = deque()
@@ -119,6 +131,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
     _max_bytes = 0
     _writer: asyncio.Task[None] | None = None
+    _seat: Seat | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Channels' AsyncConsumer.__call__ listens on the socket and a channel layer at
@@ -140,6 +153,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             self._leave_room()
             if self._writer is not None:
                 self._writer.cancel()
+            if self._seat is not None:
+                socket_counts.release(self._seat)
+                self._seat = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler. Frames never
@@ -175,10 +191,18 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             )
             await self.close(code=CloseCode.DOCUMENT_GONE)
             return
+        cap = conf.MAX_SOCKETS_PER_USER
+        if cap:
+            try:
+                self._seat = await socket_counts.admit(user.pk, cap)
+            except Refused as refused:
+                await self._refuse_over_cap(user.pk, document_id, refused)
+                return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         session = self.scope.get("session")
         connection = SocketConnection(
             user_id=user.pk,
+            presence_user=presence_user(user),
             session_key=session.session_key if session is not None else None,
             can_write=access.can_write,
             extensions=query.get("extensions") == ["1"],
@@ -201,10 +225,36 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             )
             connection.close(CloseCode.SERVER_ERROR)
 
+    async def _refuse_over_cap(
+        self, user_id: int, document_id: uuid.UUID, refused: Refused
+    ) -> None:
+        logger.info(
+            "Refused user %s a socket: %s",
+            user_id,
+            refused,
+            extra={
+                "document_id": document_id,
+                "user_id": user_id,
+                "close_code": int(CloseCode.TOO_MANY_SOCKETS),
+                "count": refused.count,
+            },
+        )
+        metrics.CLOSED.labels(str(int(CloseCode.TOO_MANY_SOCKETS))).inc()
+        # Accepted first: a handshake refused outright reaches a browser as a bare 403,
+        # without the code that tells the editor to stop reconnecting and say why.
+        await self.accept()
+        await self.close(code=CloseCode.TOO_MANY_SOCKETS, reason=TOO_MANY_SOCKETS_REASON)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         connection, room = self.connection, self.room
         if connection is None or room is None or connection.closed:
             return
+        while connection.held is not None:
+            # Not reading on holds the client back (TCP), and what it sent after its
+            # account changed is dropped if the check signs it out.
+            await connection.held.wait()
+            if connection.closed:
+                return
         if bytes_data is None:
             self._reject(CloseCode.BAD_MESSAGE, "text_frame", "text frame")
         elif len(bytes_data) > self._max_bytes:

@@ -16,17 +16,33 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from collab.door import admit_update
 from collab.persistence import append_updates
 from collab.rooms import group_name
-from collab.updates import check_update
 
 logger = logging.getLogger(__name__)
 
 
-def store_server_update(document_id: uuid.UUID, update: bytes, *, author_id: int | None) -> int:
-    """Append `update` to the document's log; return its sequence number."""
-    check_update(update, max_depth=10_000)
-    first, last = append_updates(document_id, [(update, author_id)])
+SERVER_UPDATE_MAX_DEPTH = 10_000
+"""Deepest nesting a server-side change may hold: a restore copies a version, which may
+be older than the live limit (COLLAB_MAX_NESTING_DEPTH), and rooms apply stored rows on
+the event loop's main thread, whose stack holds ~26,000 levels (pycrdt-facts.md)."""
+
+
+def store_server_update(
+    document_id: uuid.UUID,
+    update: bytes,
+    *,
+    author_id: int | None,
+    max_depth: int = SERVER_UPDATE_MAX_DEPTH,
+) -> int:
+    """Append `update` to the document's log; return its sequence number. The update
+    goes through the door like a client's (the log holds nothing else; see
+    collab/door.py): `InvalidUpdate` with nothing stored if it is refused. A change made
+    of what a client sent (an import, an API write) passes the live limit,
+    `conf.MAX_NESTING_DEPTH`, as `max_depth`."""
+    checked = admit_update(update, max_depth=max_depth)
+    first, last = append_updates(document_id, [(checked, author_id)])
     transaction.on_commit(lambda: notify_rooms(document_id, first, last))
     return last
 

@@ -7,7 +7,8 @@ Messages (msgpack over channels-redis; every one carries the sender's `origin`, 
 what a room publishes its wall-clock `sent_at`, for the fan-out latency metric):
     room.update     {n, update, author}    an update a local client sent, at once
     room.committed  {ns, first, last}      those updates are log rows first..last
-    room.awareness  {update}               presence of a local client
+    room.awareness  {update, owners}       presence of local clients, [client id, user id]
+                                           of each (rooms.py, owners.py)
     room.access     {}                     re-check who may read and write (documents)
     room.title      {title}                the document was renamed (documents)
     room.batch      {messages}             several of the above, in order

@@ -18,6 +18,8 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             # Built (and channels_redis and redis imported) now rather than by the first
             # room, where it held the event loop for ~0.3 s (bench/NOTES.md).
             get_channel_layer()
+            # Account changes are heard from now on, before the first socket signs in.
+            await registry.accounts.ensure()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

@@ -40,6 +40,11 @@ COMMIT_LAG_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 STORE_FAILURES = Counter("collab_store_failures", "Journal transactions that failed (retried)")
+THROTTLED_SECONDS = Counter(
+    "collab_throttled_seconds",
+    "Time frames from clients waited for their socket's update or frame budget (the "
+    "socket is not read meanwhile)",
+)
 REJECTED_FRAMES = Counter(
     "collab_rejected_frames",
     "Frames refused from clients (their socket is closed), by close code and reason",

@@ -18,8 +18,9 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from collab.updates import InvalidUpdate, is_covered
-from collab.ydocs import build_doc
+from collab.door import Admitted, TrustedUpdate, trusted_stored
+from collab.updates import InvalidUpdate
+from collab.ydocs import build_doc, is_covered
 from documents.models import Document, DocumentUpdate, DocumentVersion
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class DocumentGone(Exception):
 
 @dataclass(frozen=True)
 class StoredDocument:
-    updates: list[bytes]
+    updates: list[TrustedUpdate]
     """The merged state (if any) followed by every log row, in order."""
     watermark: int
     """Every log row up to this sequence number is contained in `updates`."""
@@ -53,8 +54,8 @@ def load_document(document_id: uuid.UUID) -> StoredDocument:
         state, state_seq = Document.objects.values_list("state", "state_seq").get(pk=document_id)
     except Document.DoesNotExist:
         raise DocumentGone(document_id) from None
-    updates = [bytes(state)] if state else []
-    updates += [bytes(data) for _, data in rows]
+    updates = [trusted_stored(state)] if state else []
+    updates += [trusted_stored(data) for _, data in rows]
     watermark = max([state_seq, *(seq for seq, _ in rows)])
     return StoredDocument(
         updates=updates, watermark=watermark, state_seq=state_seq, has_state=bool(state)
@@ -136,7 +137,7 @@ def _append_updates_postgresql(
 
 @dataclass(frozen=True)
 class Missing:
-    updates: list[tuple[int | None, bytes]]
+    updates: list[tuple[int | None, TrustedUpdate]]
     """Log rows after the asked position; first the merged state (seq None) when
     compaction folded rows past that position into it."""
     state_seq: int
@@ -145,7 +146,7 @@ class Missing:
 def fetch_missing(document_id: uuid.UUID, after_seq: int) -> Missing:
     """What the log holds beyond `after_seq`, for a room that missed messages."""
     rows = [
-        (seq, bytes(data))
+        (seq, trusted_stored(data))
         for seq, data in DocumentUpdate.objects.filter(document_id=document_id, seq__gt=after_seq)
         .order_by("seq")
         .values_list("seq", "data")
@@ -154,13 +155,13 @@ def fetch_missing(document_id: uuid.UUID, after_seq: int) -> Missing:
         state_seq = Document.objects.values_list("state_seq", flat=True).get(pk=document_id)
     except Document.DoesNotExist:
         raise DocumentGone(document_id) from None
-    updates: list[tuple[int | None, bytes]] = []
+    updates: list[tuple[int | None, TrustedUpdate]] = []
     if state_seq > after_seq:
         state = Document.objects.values_list("state", flat=True).get(pk=document_id)
-        updates.append((None, bytes(state)))
+        updates.append((None, trusted_stored(state)))
         # Rows kept back by compaction (pending structs) sit below state_seq.
         updates += [
-            (seq, bytes(data))
+            (seq, trusted_stored(data))
             for seq, data in DocumentUpdate.objects.filter(
                 document_id=document_id, seq__lte=after_seq
             ).values_list("seq", "data")
@@ -191,9 +192,9 @@ def compact(document_id: uuid.UUID) -> Compaction:
         rows = _rows(document_id)
         if not rows:
             return Compaction(folded=0, kept=0, state_bytes=len(document.state or b""))
-        stored = [bytes(document.state)] if document.state else []
-        datas = [bytes(data) for _, _, data in rows]
-        skipped: list[bytes] = []
+        stored: list[Admitted] = [trusted_stored(document.state)] if document.state else []
+        datas = [trusted_stored(data) for _, _, data in rows]
+        skipped: list[Admitted] = []
         doc, pending = build_doc(
             stored + datas, document_id, state_first=bool(stored), skipped=skipped
         )
@@ -228,13 +229,13 @@ def store_state(
         if document.state_seq >= upto_seq:
             return Compaction(folded=0, kept=0, state_bytes=len(state))
         rows = _rows(document_id, upto_seq)
-        covered = {row_id for row_id, _, data in rows if _covered(bytes(data), state_vector)}
+        covered = {row_id for row_id, _, data in rows if _covered(data, state_vector)}
         return _fold(document_id, rows, covered, state, upto_seq)
 
 
-def _covered(update: bytes, state_vector: bytes) -> bool:
+def _covered(data: bytes | memoryview, state_vector: bytes) -> bool:
     try:
-        return is_covered(update, state_vector)
+        return is_covered(trusted_stored(data), state_vector)
     except (InvalidUpdate, ValueError):
         return False  # a row that never applied (logged when it was loaded) stays
 

@@ -60,6 +60,10 @@ class CloseCode(IntEnum):
     DOCUMENT_GONE = 4404
     TOO_SLOW = 4408
     """More frames queued for the socket than it reads: it is not keeping up."""
+    TOO_MANY_SOCKETS = 4409
+    """The user has COLLAB_MAX_SOCKETS_PER_USER sockets open already (on any document or
+    process). Sent right after `accept()`, so that a browser sees the code, which it would
+    not if the handshake were refused; the editor stops reconnecting and says why."""
     TOO_LARGE = 4413
     """A frame, or the document it would grow, is over its size limit."""
     RATE_LIMITED = 4429
@@ -107,9 +111,17 @@ def read_var_uint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return result, pos
         shift += 7
-        if shift > 53:
-            # lib0 numbers are JavaScript-safe integers: 53 bits at most.
-            raise ProtocolError("varuint too long")
+        if shift == 49:
+            # lib0 numbers are JavaScript-safe integers (2^53 - 1 at most): a client id
+            # above it cannot be held exactly by a JavaScript peer. Seven bytes carry 49
+            # bits, so the eighth is the last and carries at most 4 more. (Only reached
+            # by numbers of 2^49 and more: no cost on the common path.)
+            if pos >= end:
+                raise ProtocolError("truncated varuint")
+            byte = data[pos]
+            if byte > 0x0F:
+                raise ProtocolError("varuint above 2^53 - 1")
+            return result | (byte << 49), pos + 1
 
 
 def read_var_bytes(data: bytes, pos: int) -> tuple[bytes, int]:

@@ -18,9 +18,11 @@ from channels.layers import get_channel_layer
 from django.db import connections
 
 from collab import memory
+from collab.accounts import AccountWatch
 from collab.conf import conf
 from collab.persistence import DocumentGone, alast_seqs
 from collab.rooms import Connection, Room
+from collab.socket_cap import socket_counts
 from collab.version_process import VersionProcess
 from documents.history import due_documents, take_due_versions
 
@@ -41,9 +43,12 @@ class RoomRegistry:
         self.version_process = VersionProcess()
         self._unloaded = 0
         """Rooms unloaded since memory was last given back."""
+        self.accounts = AccountWatch(self.rooms.values)
+        """Account changes (sign-outs, deactivations) closing this process's sockets."""
 
     async def join(self, document_id: uuid.UUID, connection: Connection) -> Room:
         self._ensure_ticker()
+        await self.accounts.ensure()
         room = self.rooms.get(document_id)
         if room is None:
             room = await self._load(document_id)
@@ -53,6 +58,7 @@ class RoomRegistry:
         if unload is not None:
             unload.cancel()
         room.add(connection)
+        self.accounts.joined(connection)  # type: ignore[arg-type]
         return room
 
     async def _load(self, document_id: uuid.UUID) -> Room:
@@ -164,19 +170,21 @@ class RoomRegistry:
             return 0
 
     async def aclose_all(self) -> None:
-        """Flush and stop every room, and stop the versions' child process (process
-        shutdown, tests)."""
+        """Flush and stop every room, stop the versions' child process and take this
+        process's socket counts out of Redis (process shutdown, tests)."""
         for task in (self._ticker, self._versions):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._ticker = self._versions = None
+        await self.accounts.aclose()
         # A version in progress finishes (within a bound) while the rooms store theirs.
         stopping = asyncio.ensure_future(self.version_process.aclose())
         try:
             await self._close_rooms()
         finally:
             await stopping
+            await socket_counts.aclose()
 
     async def _close_rooms(self) -> None:
         for task in self._unloading.values():

@@ -23,14 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc
 
 from collab import metrics, protocol
-from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries
+from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries, with_user
 from collab.conf import conf
+from collab.door import (
+    Admitted,
+    TrustedUpdate,
+    aadmit_update,
+    admit_awareness,
+    admit_state_vector,
+    server_made,
+    trusted_peer,
+)
 from collab.fanout import GroupLink
 from collab.journal import Journal, PendingWrite
 from collab.limits import TokenBucket
+from collab.owners import ClientOwners
 from collab.persistence import (
     DocumentGone,
     StoredDocument,
@@ -41,18 +51,16 @@ from collab.persistence import (
 from collab.protocol import CloseCode, MessageType, RateLimited, SyncStep, TooLarge
 from collab.sequences import RemoteUpdate, SequenceTracker
 from collab.sessions import standing_now
-from collab.updates import InvalidUpdate, check_update, decode_state_vector, is_covered
-from collab.ydocs import ApplyFailed, apply, build_doc
+from collab.updates import InvalidUpdate
+from collab.ydocs import ApplyFailed, apply, build_doc, is_covered, merge, update_since
 
 logger = logging.getLogger(__name__)
-
-# Updates above this size are validated in a worker thread: pure Python yields the GIL
-# every few milliseconds there, so other sockets keep being served meanwhile.
-LARGE_UPDATE_BYTES = 64 * 1024
 
 
 class Connection(Protocol):
     user_id: int | None
+    presence_user: dict[str, object]
+    """The `user` of this socket's presence states, whatever its client writes there."""
     session_key: str | None
     can_write: bool
     extensions: bool
@@ -61,6 +69,9 @@ class Connection(Protocol):
 
     def close(self, code: int, reason: str = "") -> None: ...
 
+    @property
+    def closed(self) -> bool: ...
+
 
 @dataclass(eq=False, slots=True)
 class Member:
@@ -68,13 +79,16 @@ class Member:
 
     connection: Connection
     client_id: int | None = None
-    """The awareness client id this connection speaks for (the first one it announced)."""
+    """The awareness client id this connection speaks for: the first one it announced
+    that was not another user's (see owners.py)."""
     writes_received: int = 0
     writes_committed: int = 0
     denied_notice_sent: bool = False
     update_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.UPDATE_RATE))
     presence_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.AWARENESS_RATE))
     frame_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(*conf.FRAME_RATE))
+    flood_after: float = field(default_factory=lambda: conf.FLOOD_AFTER_SECONDS)
+    """Seconds a socket may be held back by its budgets without a break (see _hold_back)."""
     held_presence: list[Entry] | None = None
     """The newest own presence that came faster than the presence rate; sent later."""
 
@@ -84,12 +98,12 @@ def group_name(document_id: uuid.UUID) -> str:
     return f"document.{document_id.hex}"
 
 
-def _merged_frames(updates: list[bytes]) -> list[bytes]:
+def _merged_frames(updates: list[Admitted]) -> list[bytes]:
     """Sync-update frames holding `updates`: one, unless pycrdt cannot merge them."""
     if len(updates) <= 1:
         return [protocol.sync_update(update) for update in updates]
     try:
-        return [protocol.sync_update(merge_updates(*updates))]
+        return [protocol.sync_update(merge(updates))]
     except Exception:
         # Every update here was applied already, so this is not expected; if it
         # happens, the updates still go out, one frame each.
@@ -106,6 +120,7 @@ class Room:
         self.pending: list[bytes] = []
         """Updates the doc holds but has not integrated yet (see ydocs.py)."""
         self.awareness = AwarenessTable()
+        self.owners = ClientOwners()
         self.members: dict[Connection, Member] = {}
         self.sequences = SequenceTracker(watermark=0)
         self.journal = Journal(document_id, on_committed=self._committed, on_gone=self.gone)
@@ -125,7 +140,7 @@ class Room:
             else None
         )
         self._published = 0
-        self._outgoing: list[tuple[Connection | None, bytes]] = []
+        self._outgoing: list[tuple[Connection | None, Admitted]] = []
         """Updates to send to local connections at the end of this loop turn, each with
         the connection it came from (None: another process or the log)."""
         self._counted = False
@@ -240,24 +255,33 @@ class Room:
         member = self.members.pop(connection, None)
         if member is None or member.client_id is None:
             return
+        self.owners.release(member.client_id)
+        if self.owners.held(member.client_id):
+            return  # its client came back on another socket, which speaks for it now
         removal = self.awareness.remove([member.client_id])
         if removal is not None:
-            self._spread_awareness(removal, publish=True)
+            self._spread_awareness(
+                removal, publish=True, owner=(member.client_id, connection.user_id)
+            )
 
     async def receive(self, connection: Connection, frame: bytes) -> None:
         """Handle one frame from a local socket; `ProtocolError` if it is malformed."""
         member = self.members.get(connection)
         if member is None:
             return
-        if not member.frame_bucket.take():
-            raise RateLimited("too many messages")
+        now = time.monotonic()
+        wait = member.frame_bucket.reserve(now)
         message = protocol.parse_message(frame)
-        if message.is_write and not member.update_bucket.take():
-            raise RateLimited("too many updates")
+        if message.is_write:
+            wait = max(wait, member.update_bucket.reserve(now))
+        if wait:
+            await self._hold_back(member, now, wait)
+            if connection.closed or self.members.get(connection) is not member:
+                return  # closed or gone meanwhile: what it sent no longer counts
         if message.type is MessageType.SYNC:
             if message.step is SyncStep.STEP1:
-                decode_state_vector(message.payload)
-                connection.send(protocol.sync_step2(self.doc.get_update(message.payload)))
+                state_vector = admit_state_vector(message.payload)
+                connection.send(protocol.sync_step2(update_since(self.doc, state_vector)))
             else:
                 await self._receive_write(member, message.payload)
         elif message.type is MessageType.AWARENESS:
@@ -267,10 +291,30 @@ class Room:
             if snapshot is not None:
                 connection.send(protocol.awareness(snapshot))
 
+    async def _hold_back(self, member: Member, now: float, wait: float) -> None:
+        """Wait until the frame is within its socket's budget. Its consumer reads
+        nothing meanwhile, so the client's next frames wait in TCP buffers and TCP slows
+        the client down (collab/websocket_protocol.py keeps the server's read-ahead
+        small): a fast client is slowed, not dropped. Only one held back without a
+        break for `flood_after` seconds is refused, as a flood."""
+        behind = max(member.frame_bucket.behind(now), member.update_bucket.behind(now))
+        if behind > member.flood_after:
+            raise RateLimited(f"over its budget for {behind:.0f} s without a break")
+        metrics.THROTTLED_SECONDS.inc(wait)
+        await asyncio.sleep(wait)
+
     async def _receive_write(self, member: Member, update: bytes) -> None:
         connection = member.connection
         if not connection.can_write:
-            if update == protocol.EMPTY_UPDATE or is_covered(update, self.doc.get_state()):
+            # Through the door like any write, before anything looks inside it: a
+            # malformed frame closes the socket (4400), and pycrdt never sees bytes
+            # that did not pass (a reader's nested update once killed the process here).
+            checked = (
+                None
+                if update == protocol.EMPTY_UPDATE
+                else await aadmit_update(update, max_depth=self._max_depth)
+            )
+            if checked is None or is_covered(checked, self.doc.get_state()):
                 # A reader's reply to the server's step 1 holds nothing new: nothing to
                 # refuse (it is never applied either way), so it is acknowledged.
                 member.writes_received += 1
@@ -296,12 +340,9 @@ class Room:
         if self.approx_bytes + len(update) > self._max_document_bytes:
             connection.send(protocol.permission_denied("document too large"))
             raise TooLarge("the document is at its size limit")
-        if len(update) > LARGE_UPDATE_BYTES:
-            shape = await asyncio.to_thread(check_update, update, max_depth=self._max_depth)
-        else:
-            shape = check_update(update, max_depth=self._max_depth)
+        update = await aadmit_update(update, max_depth=self._max_depth)
         try:
-            apply(self.doc, update, self.pending, shape)
+            apply(self.doc, update, self.pending)
         except ApplyFailed as exc:
             logger.error(
                 "Update on document %s failed part way (%s); rebuilding",
@@ -326,7 +367,7 @@ class Room:
         self.stats["updates"] += 1
         metrics.UPDATES.inc()
 
-    def _broadcast(self, update: bytes, sender: Connection | None) -> None:
+    def _broadcast(self, update: Admitted, sender: Connection | None) -> None:
         """Send an update to every local connection but its sender once this loop turn
         ends: what arrives in the same turn goes out as one merged frame per socket.
         Idle, that adds no delay (the turn ends at once); busy, the sends per socket
@@ -358,11 +399,11 @@ class Room:
                 connection.send(frame)
 
     def _receive_awareness(self, member: Member, payload: bytes) -> None:
-        entries = decode_entries(payload)
+        entries = admit_awareness(payload)
         if member.client_id is None:
-            taken = {other.client_id for other in self.members.values() if other is not member}
+            user_id = member.connection.user_id
             member.client_id = next(
-                (entry.client_id for entry in entries if entry.client_id not in taken), None
+                (e.client_id for e in entries if self.owners.claim(e.client_id, user_id)), None
             )
         # y-websocket clients echo other clients' states back; only a connection's own
         # entry is taken from it, so nobody can speak for somebody else's cursor.
@@ -391,6 +432,11 @@ class Room:
             self._publish_presence(member, held)
 
     def _publish_presence(self, member: Member, own: list[Entry]) -> None:
+        # Rewritten here, not per frame received: coalesced frames never get this far.
+        user = member.connection.presence_user
+        own = [entry for entry in (with_user(e, user) for e in own) if entry is not None]
+        if not own:
+            return
         update = encode_entries(own)
         if not member.connection.can_write and not self._viewer_presence:
             # Hidden from others, but echoed: y-websocket clients that hear nothing
@@ -398,7 +444,9 @@ class Room:
             member.connection.send(protocol.awareness(update))
             return
         self.awareness.apply(own)
-        self._spread_awareness(update, publish=True)
+        self._spread_awareness(
+            update, publish=True, owner=(own[0].client_id, member.connection.user_id)
+        )
 
     def expire_presence(self, client_ids: list[int]) -> None:
         """Drop presence nobody renewed and tell the local clients, or they show it until
@@ -407,13 +455,39 @@ class Room:
         if removal is not None:
             self._spread_awareness(removal, publish=False)
 
-    def _spread_awareness(self, update: bytes, *, publish: bool) -> None:
+    def _spread_awareness(
+        self, update: bytes, *, publish: bool, owner: tuple[int, int | None] | None = None
+    ) -> None:
+        """`owner`: the client id of a local socket's presence and its user, which the
+        other processes hold that id to (see owners.py)."""
         # Sent back to its sender too: y-websocket clients treat it as a keep-alive.
         frame = protocol.awareness(update)
         for connection in self.members:
             connection.send(frame)
         if publish:
-            self._publish({"type": "room.awareness", "update": update})
+            message: dict[str, Any] = {"type": "room.awareness", "update": update}
+            if owner is not None:
+                message["owners"] = [owner]
+            self._publish(message)
+
+    def _receive_remote_awareness(self, message: dict[str, Any]) -> None:
+        update = message["update"]
+        entries = decode_entries(update)
+        # Whose each id is, as the sender's process knows it. Another process's word
+        # does not override this one's: an id one of them holds to another user (a
+        # claim in both at once, or a process that forgot) is left out here.
+        refused = {
+            client_id
+            for client_id, user_id in message.get("owners", ())
+            if not self.owners.learn(client_id, user_id)
+        }
+        if refused:
+            self.stats["presence_refused"] += len(refused)
+            entries = [entry for entry in entries if entry.client_id not in refused]
+            update = encode_entries(entries)
+        if entries:
+            self.awareness.apply(entries)
+            self._spread_awareness(update, publish=False)
 
     # Persistence callbacks
 
@@ -496,7 +570,7 @@ class Room:
         if kind in ("room.update", "room.committed") and not self.loaded:
             self._heal_after_load = True
         if kind == "room.update":
-            update = message["update"]
+            update = trusted_peer(message["update"])
             self.sequences.record_remote(
                 message["origin"],
                 message["n"],
@@ -515,9 +589,13 @@ class Room:
             self._publish({"type": "room.here", "last": self.sequences.watermark})
             # And who is here: the newcomer's clients would otherwise see presence only at
             # its next change or renewal (up to 15 s), more so as a room alone publishes none.
+            # With whose every remembered client id is, present or away: the newcomer's
+            # sockets must not take the id of a client that is reconnecting.
             snapshot = self.awareness.snapshot()
-            if snapshot is not None:
-                self._publish({"type": "room.awareness", "update": snapshot})
+            owners = self.owners.known()
+            if snapshot is not None or owners:
+                update = snapshot if snapshot is not None else encode_entries([])
+                self._publish({"type": "room.awareness", "update": update, "owners": owners})
         elif kind == "room.here":
             if message["last"] > self.sequences.watermark:
                 if self.loaded:
@@ -532,11 +610,9 @@ class Room:
                 if connection.extensions:
                     connection.send(frame)
         elif kind == "room.awareness":
-            entries = decode_entries(message["update"])
-            self.awareness.apply(entries)
-            self._spread_awareness(message["update"], publish=False)
+            self._receive_remote_awareness(message)
 
-    def _apply_remote(self, update: bytes) -> None:
+    def _apply_remote(self, update: TrustedUpdate) -> None:
         try:
             apply(self.doc, update, self.pending)
         except (InvalidUpdate, ApplyFailed) as exc:
@@ -613,7 +689,7 @@ class Room:
                 self.document_id,
                 extra={"document_id": self.document_id, "count": applied},
             )
-            self._broadcast(self.doc.get_update(before), None)
+            self._broadcast(server_made(self.doc.get_update(before)), None)
 
     def rebuild_soon(self) -> asyncio.Task[None]:
         if self.rebuilding is None or self.rebuilding.done():

@@ -8,18 +8,19 @@ state vector from a client is walked here first, in Python, with every count che
 against the bytes that remain and every nesting bounded. See ../shared/notes/
 pycrdt-facts.md section 3.
 
-`is_covered` tells compaction whether an update's structs are all integrated in a state,
-because pycrdt's `Doc.get_update()` silently omits pending (not yet integrable) structs.
-`check_update` answers the same for the update it walked (`UpdateShape.covered_by`)
-without pycrdt decoding the update a second time, which doubled the time a large paste
-held the event loop.
+Nothing here calls pycrdt: collab/door.py turns what passes these checks into the only
+bytes collab/ydocs.py hands to it.
+
+`collab.ydocs.is_covered` tells compaction whether an update's structs are all integrated
+in a state, because pycrdt's `Doc.get_update()` silently omits pending (not yet
+integrable) structs; `diff_covered` reads pycrdt's diff for it. `check_update` answers
+the same for the update it walked (`UpdateShape.covered_by`) without pycrdt decoding the
+update a second time, which doubled the time a large paste held the event loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from pycrdt import get_update
 
 from collab.protocol import ProtocolError, read_var_uint
 
@@ -209,7 +210,8 @@ class UpdateShape:
     delete_ends: dict[int, int]
 
     def covered_by(self, state_vector: bytes) -> bool:
-        """`is_covered(update, state_vector)` for the update this shape was taken from."""
+        """`collab.ydocs.is_covered(update, state_vector)` for the update this shape was
+        taken from."""
         clocks = decode_state_vector(state_vector)
         return all(clocks.get(c, 0) >= end for c, end in self.struct_ends.items()) and all(
             clocks.get(c, 0) >= end for c, end in self.delete_ends.items()
@@ -268,11 +270,10 @@ def decode_state_vector(state_vector: bytes) -> dict[int, int]:
     return clocks
 
 
-def is_covered(update: bytes, state_vector: bytes) -> bool:
-    """Whether everything `update` holds (structs and deletions) is integrated in a
-    document with `state_vector`, so that a row holding it may be dropped after its
-    content is folded into that document's `get_update()`."""
-    diff = get_update(update, state_vector)
+def diff_covered(diff: bytes, state_vector: bytes) -> bool:
+    """Given `diff`, pycrdt's `get_update(update, state_vector)` of some update, whether
+    everything that update holds (structs and deletions) is integrated in a document
+    with `state_vector` (see `collab.ydocs.is_covered`)."""
     reader = _Reader(diff)
     if reader.uint() != 0:
         # Structs beyond the state vector: the update holds pending content.

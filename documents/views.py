@@ -3,7 +3,6 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth import login
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db import transaction
@@ -15,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from documents import sharing
+from documents import sharing, throttles
 from documents.access import (
     documents_for_user,
     get_document_for_user,
@@ -26,36 +25,13 @@ from documents.access import (
 )
 from documents.forms import DocumentSearchForm, DocumentTitleForm, SignUpForm
 from documents.models import Document
+from documents.people import presence_user
 
 PAGE_SIZE = 20
-
-# Dark enough for white initials and caret labels.
-PALETTE = (
-    "#b91c1c",
-    "#c2410c",
-    "#a16207",
-    "#15803d",
-    "#0f766e",
-    "#0369a1",
-    "#4338ca",
-    "#7e22ce",
-    "#be185d",
-    "#475569",
-)
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-def display_name(user: AbstractBaseUser) -> str:
-    full_name = getattr(user, "get_full_name", lambda: "")()
-    return str(full_name or user.get_username())
-
-
-def user_colour(user: AbstractBaseUser) -> str:
-    """A stable colour per user, the same in every browser and session."""
-    return PALETTE[int(user.pk) % len(PALETTE)]
 
 
 def _notify_title(document: Document) -> None:
@@ -108,6 +84,19 @@ def document_list(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def document_create(request: HtmxHttpRequest) -> HttpResponse:
+    wait = throttles.creation_wait(request)
+    if wait is not None:
+        message = (
+            "You have created many documents in a short time. "
+            f"You can create the next one in {throttles.in_words(wait)}."
+        )
+        if not request.htmx:
+            return throttles.too_many_requests(request, message, wait)
+        # The list, with the reason on top (app.js lets htmx swap a 429 in).
+        context = {**_listing(request, QueryDict()), "refused": message}
+        response = render(request, "documents/_document_list.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     form = DocumentTitleForm(request.POST or None)
     title = form.cleaned_data["title"] if form.is_valid() else "Untitled document"
     document = Document.objects.create(owner=request.user, title=title)
@@ -127,11 +116,8 @@ def document_detail(request: HtmxHttpRequest, pk: uuid.UUID) -> HttpResponse:
     config = {
         "documentId": str(document.pk),
         "canWrite": can_write,
-        "user": {
-            "id": request.user.pk,
-            "name": display_name(request.user),
-            "color": user_colour(request.user),
-        },
+        # The same `user` the server writes into this socket's presence states.
+        "user": presence_user(request.user),
     }
     return render(
         request,
@@ -224,6 +210,11 @@ def document_restore(request: HtmxHttpRequest, pk: uuid.UUID) -> HttpResponse:
 def sign_up(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("documents:list")
+    if request.method == "POST":
+        wait = throttles.signup_wait(request)
+        if wait is not None:
+            message = "Too many accounts were signed up for from your network recently."
+            return throttles.too_many_requests(request, message, wait)
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

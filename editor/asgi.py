@@ -17,12 +17,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from collab.lifespan import lifespan  # noqa: E402
+from collab.outage import DatabaseOutageGuard  # noqa: E402
 from collab.routing import websocket_urlpatterns  # noqa: E402
+from editor.origins import OriginCheck  # noqa: E402
 
 # The event loop shares the GIL with the database thread (journal commits); with
 # Python's default 5 ms switch interval a commit can hold every socket up by that much
@@ -37,8 +38,11 @@ http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # The Origin first (no database needed to refuse a foreign page), then a guard
+        # that closes handshakes with 1013 while PostgreSQL is away, around the session
+        # and user lookups that need it.
+        "websocket": OriginCheck(
+            DatabaseOutageGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
         # Flushes every room's pending writes on a graceful shutdown.
         "lifespan": lifespan,

@@ -33,7 +33,12 @@ def json_formatter() -> logging.Formatter:
 
 def logging_config(log_format: str, level: str) -> dict[str, object]:
     """Django's LOGGING: everything to standard error in `log_format`."""
-    loggers: dict[str, dict[str, object]] = {"django.db.backends": {"level": "WARNING"}}
+    loggers: dict[str, dict[str, object]] = {
+        "django.db.backends": {"level": "WARNING"},
+        # django-axes writes two INFO lines per successful sign-in; its failures and
+        # lockouts are warnings.
+        "axes": {"level": "WARNING"},
+    }
     if log_format == "json":
         # uvicorn's default config sends "uvicorn.error" (its server messages) to a
         # coloured-text handler of its own: in JSON mode they take ours. Left alone in

@@ -9,6 +9,8 @@ names the variable, never later with a stack trace from deep inside a request.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -77,6 +79,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+RATE_PATTERN = re.compile(r"^[0-9]+/[0-9]*[smhd]$")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A rate as django-ratelimit writes it ("10/h", "5/15m"), or None for `off`."""
+    value = (os.environ.get(name) or default).strip()
+    if value.lower() == "off":
+        return None
+    if not RATE_PATTERN.match(value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate such as 10/h or 5/15m (or off)."
+        )
+    return value
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
@@ -94,6 +111,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_htmx",
     "channels",
     "documents",
@@ -110,6 +128,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "editor.urls"
@@ -160,11 +180,32 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the sign-up and document-creation counters (documents/throttles.py):
+# shared through Redis by every process when there is one. Without REDIS_URL there is
+# one process (`make serve` refuses WORKERS > 1), and its memory is the right place.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "editor",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes records failed sign-ins (in the database, shared by every process) and
+# refuses further ones; ModelBackend does the signing in.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "documents:list"
@@ -197,8 +238,37 @@ SECURE_SSL_REDIRECT = HTTPS
 SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
-if env_bool("DJANGO_BEHIND_PROXY", False):
+# Behind the proxy, the client's address is the entry the proxy appended to
+# X-Forwarded-For (DJANGO_PROXY_COUNT proxies in a chain: editor/client_address.py).
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 1, minimum=1)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Sign-in limits (django-axes): after DJANGO_LOGIN_FAILURE_LIMIT failures within the
+# cool-off, sign-in is refused for that username (from anywhere) and from that address
+# (for any username), with the lockout page (429), until the cool-off has passed since
+# the last failure or an admin unlocks (README "Security"). A cool-off of 0 locks until
+# an admin unlocks.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("DJANGO_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+_LOGIN_COOLOFF_MINUTES = env_float("DJANGO_LOGIN_COOLOFF_MINUTES", 15.0)
+AXES_COOLOFF_TIME = timedelta(minutes=_LOGIN_COOLOFF_MINUTES) if _LOGIN_COOLOFF_MINUTES else None
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "editor.client_address.limit_address"
+AXES_LOCKOUT_CALLABLE = "documents.throttles.lockout_response"
+# Not on success: resetting would delete the address's failures too, so that anyone
+# with an account of their own could sign in between guesses at another one.
+AXES_RESET_ON_SUCCESS = False
+# Successful sign-ins are not logged to a table that nothing prunes; failures are.
+AXES_DISABLE_ACCESS_LOG = True
+
+# Sign-ups per address and new documents per user (documents/throttles.py), as
+# django-ratelimit rates: "10/h" is 10 an hour, "5/15m" 5 per quarter hour, off: none.
+SIGNUP_RATE = env_rate("DJANGO_SIGNUP_RATE", "10/h")
+DOCUMENT_CREATE_RATE = env_rate("DJANGO_DOCUMENT_CREATE_RATE", "60/h")
+RATELIMIT_IP_META_KEY = "editor.client_address.limit_address"
+RATELIMIT_FAIL_OPEN = True
 
 # Scripts only from this site (the committed bundle and htmx); inline styles are needed
 # by ProseMirror and the collaboration carets; sockets and fetches to this origin only.
@@ -244,6 +314,12 @@ COLLAB_AWARENESS_PER_SECOND = env_float("COLLAB_AWARENESS_PER_SECOND", 20.0, min
 COLLAB_AWARENESS_BURST = env_float("COLLAB_AWARENESS_BURST", 40.0, minimum=1)
 COLLAB_FRAMES_PER_SECOND = env_float("COLLAB_FRAMES_PER_SECOND", 1000.0, minimum=1)
 COLLAB_FRAMES_BURST = env_float("COLLAB_FRAMES_BURST", 3000.0, minimum=1)
+# A socket over its update or frame budget is read no faster than the budget allows
+# (TCP holds the rest back at the sender); held back this long without a break, it is
+# flooding and is closed with 4429 (collab/limits.py).
+COLLAB_FLOOD_AFTER_SECONDS = env_float("COLLAB_FLOOD_AFTER_SECONDS", 300.0, minimum=1)
+# Open sockets per user, over all documents and processes (collab/socket_cap.py); 0: no cap.
+COLLAB_MAX_SOCKETS_PER_USER = env_int("COLLAB_MAX_SOCKETS_PER_USER", 50)
 COLLAB_ACCESS_RECHECK_SECONDS = env_float("COLLAB_ACCESS_RECHECK_SECONDS", 30.0, minimum=0.1)
 # History (documents.history): an automatic version once edits pause this long, and at
 # least this often while they go on.

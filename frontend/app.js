@@ -1,5 +1,6 @@
-// Loaded on every page: clears this device's document caches before signing out, and
-// resets forms after a successful htmx submit (hx-on would need 'unsafe-eval' under the CSP).
+// Loaded on every page: clears this device's document caches before signing out, resets
+// forms after a successful htmx submit (hx-on would need 'unsafe-eval' under the CSP), and
+// shows the server's explanation of a 429.
 import { clearDocumentCaches } from './offline-cache.js'
 
 document.addEventListener('submit', (event) => {
@@ -20,4 +21,12 @@ document.addEventListener('htmx:afterRequest', (event) => {
   form.reset()
   const other = form.dataset.resetAfter && document.querySelector(form.dataset.resetAfter)
   if (other instanceof HTMLFormElement) other.reset()
+})
+
+// A 429 carries a fragment that says what was refused and when to try again (too many new
+// documents, say); htmx swaps no 4xx response by default.
+document.addEventListener('htmx:beforeSwap', (event) => {
+  if (event.detail.xhr.status !== 429) return
+  event.detail.shouldSwap = true
+  event.detail.isError = false
 })

@@ -27,6 +27,7 @@ const FINAL_CLOSES = {
   4401: 'Signed out — sign in again to keep editing',
   4403: 'Your access to this document was removed',
   4404: 'This document was deleted or moved to the trash',
+  4409: 'Too many open connections — close some tabs or windows, then reload',
   4413: 'This document is too large to take more changes',
 }
 

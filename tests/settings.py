@@ -27,3 +27,8 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # One test database per pytest run, so that concurrent runs (several engineers, or a
 # benchmark next to the suite) never drop each other's database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_editor_{os.getpid()}"}  # noqa: F405
+# Likewise the rate-limit counters in the (Redis) cache: one prefix per pytest run, which
+# the servers end-to-end tests start inherit through the environment.
+CACHES["default"]["KEY_PREFIX"] = os.environ.setdefault(  # noqa: F405
+    "EDITOR_TEST_CACHE_PREFIX", f"test-{os.getpid()}"
+)

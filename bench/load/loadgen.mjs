@@ -436,7 +436,35 @@ async function eventloop () {
   }
 }
 
-const scenarios = { fanout, throughput, idle, coldopen, ingest, eventloop }
+async function throttled () {
+  const { clients, writers, rate, seconds, flood_rate: floodRate } = params
+  const [floodRoom, room] = config.docs
+  // The flooder and its watcher in a helper process (flooder.mjs), connected for both
+  // phases and writing only in the second: the phases differ by the flood alone.
+  const helper = spawn(process.execPath, [new URL('./flooder.mjs', import.meta.url).pathname, JSON.stringify({
+    server: servers[0], room: floodRoom, cookie, rate: floodRate
+  })], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = readline.createInterface({ input: helper.stdout })[Symbol.asyncIterator]()
+  const first = await lines.next()
+  if (first.value !== 'ready') throw new Error('flood helper did not start')
+  const load = await typingLoad([{ id: room, clients }], { writersPerRoom: writers })
+  const alone = strip(await load.phase(rate, seconds))
+  helper.stdin.write('go\n')
+  const flooded = strip(await load.phase(rate, seconds))
+  helper.stdin.write('stop\n')
+  const flood = JSON.parse((await lines.next()).value)
+  load.close()
+  await sleep(300)
+  log(`p99 alone ${alone.latency_ms.p99} ms, next to the flood ${flooded.latency_ms.p99} ms; flood ${JSON.stringify(flood)}`)
+  return {
+    alone,
+    flooded,
+    flood,
+    p99_ratio: Math.round((flooded.latency_ms.p99 / alone.latency_ms.p99) * 100) / 100
+  }
+}
+
+const scenarios = { fanout, throughput, idle, coldopen, ingest, eventloop, throttled }
 const started = performance.now()
 // pycrdt-websocket 0.16.5 stalls about 33 s when the first connections to a freshly
 // started server arrive concurrently; one connection first avoids it (setup, not measured).

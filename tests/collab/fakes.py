@@ -15,6 +15,7 @@ from collab.protocol import MessageType, SyncStep
 class FakeConnection:
     def __init__(self, *, user_id: int | None = None, can_write: bool = True) -> None:
         self.user_id = user_id
+        self.presence_user: dict[str, object] = {"id": user_id, "name": f"user {user_id}"}
         self.session_key: str | None = None
         self.can_write = can_write
         self.extensions = True
@@ -48,6 +49,10 @@ class FakeConnection:
     def close(self, code: int, reason: str = "") -> None:
         self.closed_with = code
         self._changed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_with is not None
 
     @property
     def text(self) -> str:

@@ -3,6 +3,8 @@ the real ASGI application."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractUser
@@ -157,16 +159,6 @@ async def test_signing_out_elsewhere_closes_the_socket(
     assert await client.closed_with(timeout=10) == CloseCode.NOT_SIGNED_IN
 
 
-async def test_flooding_updates_is_rate_limited(
-    ws_connect: Connect, alice: AbstractUser, document: Document, settings: object
-) -> None:
-    settings.COLLAB_UPDATES_BURST = 20  # type: ignore[attr-defined]
-    client = await ws_connect(alice, document, hello=False)
-    for update in typed(*["x"] * 100):
-        await client.communicator.send_to(bytes_data=protocol.sync_update(update))
-    assert await client.closed_with() == CloseCode.RATE_LIMITED
-
-
 def test_a_fast_typist_is_never_limited() -> None:
     bucket = TokenBucket(rate=60, burst=300)
     # 15 keystrokes a second for ten minutes.
@@ -191,10 +183,10 @@ async def test_oversized_presence_is_ignored(
 ) -> None:
     big = await ws_connect(alice, document)
     await big.set_presence('{"pad":"' + "x" * 5000 + '"}')
-    await big.set_presence('{"user":{"name":"small"}}', clock=2)
+    await big.set_presence('{"pad":"small"}', clock=2)
     watcher = await ws_connect(alice, document)
     await watcher.until(lambda: big.doc.client_id in watcher.awareness)
-    assert watcher.awareness[big.doc.client_id] == '{"user":{"name":"small"}}'
+    assert json.loads(watcher.awareness[big.doc.client_id])["pad"] == "small"
 
 
 async def test_fast_presence_is_coalesced_not_refused(
@@ -208,7 +200,9 @@ async def test_fast_presence_is_coalesced_not_refused(
     echo = Entry(watcher.doc.client_id, 1, "{}")
     for _ in range(200):
         await mover.communicator.send_to(bytes_data=protocol.awareness(encode_entries([echo])))
-    await watcher.until(lambda: watcher.awareness.get(mover.doc.client_id) == '{"cursor":200}')
+    await watcher.until(
+        lambda: json.loads(watcher.awareness.get(mover.doc.client_id, "{}")).get("cursor") == 200
+    )
     room = registry.rooms[document.pk]
     assert room.stats["presence_coalesced"] > 0
     assert not any(m.connection.closed for m in room.members.values())

@@ -15,7 +15,7 @@ from collab import fanout, memory, persistence, protocol
 from collab import journal as journal_module
 from collab import registry as registry_module
 from collab import rooms as rooms_module
-from collab.awareness import Entry, encode_entries
+from collab.awareness import Entry, encode_entries, with_user
 from collab.persistence import append_updates, load_document
 from collab.protocol import CloseCode
 from collab.registry import registry
@@ -224,13 +224,14 @@ async def test_awareness_is_owned_spread_and_removed(document: Document) -> None
     await registry.join(document.pk, bob)
     own, spoof = Entry(11, 1, '{"user":{"name":"Ada"}}'), Entry(22, 5, '{"user":{"name":"X"}}')
     await room.receive(ada, protocol.awareness(encode_entries([own, spoof])))
-    assert bob.presence == {11: own.state}
+    shown = with_user(own, ada.presence_user)  # the server sets who it is
+    assert shown is not None and bob.presence == {11: shown.state}
     # Ada now speaks for 11 only; an entry for 22 is ignored whoever sends it first.
     await room.receive(ada, protocol.awareness(encode_entries([spoof])))
     assert 22 not in bob.presence
     late = FakeConnection()
     await registry.join(document.pk, late)
-    assert late.presence == {11: own.state}
+    assert late.presence == {11: shown.state}
     registry.leave(room, ada)
     assert bob.presence == {} and late.presence == {}
 

@@ -6,8 +6,13 @@ import random
 import pytest
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText, merge_updates
 
-from collab.updates import InvalidUpdate, check_update, decode_state_vector, is_covered
-from collab.ydocs import apply
+from collab.door import Admitted, CheckedUpdate, admit_update
+from collab.updates import InvalidUpdate, check_update, decode_state_vector
+from collab.ydocs import apply, is_covered
+
+
+def admitted(update: bytes) -> CheckedUpdate:
+    return admit_update(update, max_depth=64)
 
 
 def recorded_updates() -> list[bytes]:
@@ -121,7 +126,7 @@ def test_pending_structs_are_not_covered() -> None:
     text = doc.get("t", type=Text)
     text += "hello"
     text += " world"
-    first, second = updates
+    first, second = map(admitted, updates)
     server = Doc()
     server.apply_update(second)  # its dependency has not arrived: pending
     assert not is_covered(second, server.get_state())
@@ -137,7 +142,7 @@ def test_deletion_of_a_pending_item_is_not_covered() -> None:
     text = doc.get("t", type=Text)
     text += "hello"
     del text[0:1]
-    insert, delete = updates
+    insert, delete = map(admitted, updates)
     server = Doc()
     server.apply_update(delete)
     assert not is_covered(delete, server.get_state())
@@ -179,8 +184,8 @@ def test_the_shape_check_update_returns_agrees_with_is_covered() -> None:
         if step % 25 == 24:
             for a, b in ((writers[0], writers[1]), (writers[1], writers[0])):
                 b.apply_update(a.get_update(b.get_state()))
-    updates = [u for u in updates if u != b"\x00\x00"]
-    merged = [merge_updates(*updates[i : i + 7]) for i in range(0, len(updates), 7)]
+    updates = [admitted(u) for u in updates if u != b"\x00\x00"]
+    merged = [admitted(merge_updates(*updates[i : i + 7])) for i in range(0, len(updates), 7)]
     candidates = updates + merged
     shapes = {u: check_update(u, max_depth=64) for u in candidates}
     rng.shuffle(updates)
@@ -198,7 +203,7 @@ def test_the_shape_check_update_returns_agrees_with_is_covered() -> None:
     assert 0 < sum(covered for _, covered in verdicts) < len(verdicts)  # both kinds seen
     # Once everything is integrated (collab.ydocs retries what pycrdt left pending),
     # every update is covered.
-    pending: list[bytes] = []
+    pending: list[Admitted] = []
     integrated = Doc()
     for update in updates:
         apply(integrated, update, pending)

@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc
 
+from collab.door import trusted_stored
 from collab.ydocs import apply, build_doc
 from tests.convergence.peers import decode_state_vector
 
 pytestmark = pytest.mark.convergence
 
 ROWS = [
-    base64.b64decode(row)
+    # Rows of a real update log (collab.door: what the log holds is trusted).
+    trusted_stored(base64.b64decode(row))
     for row in json.loads((Path(__file__).with_name("data") / "kill9_log_rows.json").read_text())[
         "rows"
     ]

@@ -35,13 +35,23 @@ def database_url() -> str:
 
 
 class ServerProcess:
-    """One uvicorn process. `start()` returns once it answers HTTP; `stop()` is a
-    graceful SIGTERM; `kill()` is kill -9."""
+    """One server process, started the way `make serve` starts its workers (editor/serve.py)
+    but without the supervisor, so that `kill()` (kill -9) ends the very process that
+    serves. `start()` returns once it answers HTTP; `stop()` is a graceful SIGTERM."""
 
-    def __init__(self, name: str, *, port: int | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ):
         self.name = name
         self.port = port or free_port()
         self.extra_env = env or {}
+        self.extra_args = args or []
+        """More options of editor/serve.py (--ws-ping-interval 1, say)."""
         self.process: subprocess.Popen[bytes] | None = None
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"server-{name}.log"
@@ -68,22 +78,16 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "editor.asgi:application",
+                "editor.serve",
+                "--no-supervisor",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--loop",
-                "uvloop",
-                "--ws",
-                "websockets-sansio",
-                "--lifespan",
-                "on",
-                "--ws-per-message-deflate",
-                "false",
+                # Shorter than production's 10 s: tests stop servers with clients open.
                 "--timeout-graceful-shutdown",
                 "5",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=env,

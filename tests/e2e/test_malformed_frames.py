@@ -550,11 +550,12 @@ async def attack(
 
     async def probe(client: YClient) -> bool:
         """True when the server answered a fresh awareness nonce, False if it closed."""
-        state = {"probe": f"{client_id}-{next(nonces)}"}
+        nonce = f"{client_id}-{next(nonces)}"
         try:
-            await client.set_presence(state)
-            expected = (client_id, json.dumps(state, sort_keys=True))
-            await client.until(lambda: expected in client.awareness_seen, FRAME_TIMEOUT)
+            await client.set_presence({"probe": nonce})
+            # The echo is the state as the server relays it, with the socket's `user`.
+            quoted = json.dumps(nonce)
+            await client.until(lambda: quoted in client.awareness.get(client_id, ""), FRAME_TIMEOUT)
         except Disconnected:
             return False
         return True

@@ -19,7 +19,9 @@ from django.test import Client
 from pycrdt import Doc, Text
 
 from collab.persistence import append_updates, load_document
-from documents.models import Document
+from documents.models import Document, Role
+from documents.people import user_colour
+from documents.sharing import share_with
 from tests.e2e import node_client
 from tests.e2e.node_client import NodeClient, NodeClientError, NodeClients
 from tests.e2e.servers import ServerProcess
@@ -82,6 +84,15 @@ def presence_of(states: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return matches[0]
 
 
+def ann_and_ben(document: Document, alice: AbstractUser, bob: AbstractUser) -> None:
+    """Alice shows as Ann, and Bob, an editor, as Ben: the server sets the name others
+    see from the account, whatever a client puts in its presence."""
+    for user, name in ((alice, "Ann"), (bob, "Ben")):
+        user.first_name = name
+        user.save(update_fields=["first_name"])
+    share_with(document, "bob", Role.EDITOR)
+
+
 def assert_never_dropped(client: NodeClient) -> None:
     """The provider opened exactly one socket and it never closed."""
     status = client.status()
@@ -125,11 +136,14 @@ def test_edits_presence_abrupt_disconnect_and_late_joiner_across_processes(
     node_clients: NodeClients,
     document: Document,
     alice: AbstractUser,
+    bob: AbstractUser,
+    staff: AbstractUser,
 ) -> None:
+    ann_and_ben(document, alice, bob)
     server_a, server_b = start_server("a"), start_server("b")
     on_a, on_b = node_clients("on-a"), node_clients("on-b")
     id_a = join(on_a, server_a, document, alice)
-    id_b = join(on_b, server_b, document, alice)
+    id_b = join(on_b, server_b, document, bob)
 
     # Edits cross A -> B and B -> A.
     on_a.insert("Hello from A. ")
@@ -139,18 +153,19 @@ def test_edits_presence_abrupt_disconnect_and_late_joiner_across_processes(
     on_a.wait_text(equals=final)
     assert on_b.text() == final
 
-    # Presence, with name and colour, crosses both ways.
-    on_a.set_presence("Ann", "#e11d48")
-    on_b.set_presence("Ben", "#2563eb")
+    # Presence, with name and colour (the accounts', not the ones the clients claim),
+    # crosses both ways.
+    on_a.set_presence("Ben", "#e11d48")
+    on_b.set_presence("Ann", "#2563eb")
     ann = presence_of(on_b.wait_presence("Ann"), "Ann")
-    assert ann["clientID"] == id_a and ann["state"]["user"]["color"] == "#e11d48"
+    assert ann["clientID"] == id_a and ann["state"]["user"]["color"] == user_colour(alice)
     ben = presence_of(on_a.wait_presence("Ben"), "Ben")
-    assert ben["clientID"] == id_b and ben["state"]["user"]["color"] == "#2563eb"
+    assert ben["clientID"] == id_b and ben["state"]["user"]["color"] == user_colour(bob)
 
     # A late joiner on A gets the whole text in its first sync, and both presences: Ann's
     # from A's own table, Ben's as it came through the channel layer.
     late = node_clients("late")
-    join(late, server_a, document, alice)
+    join(late, server_a, document, staff)
     assert late.text() == final
     late.wait_presence("Ann")
     late.wait_presence("Ben")
@@ -171,6 +186,7 @@ def test_presence_of_a_crashed_servers_client_expires_on_the_other_process(
     node_clients: NodeClients,
     document: Document,
     alice: AbstractUser,
+    bob: AbstractUser,
 ) -> None:
     # A server killed with kill -9 never announces that its clients left. The other
     # process drops their presence once it was not renewed for the presence timeout, and
@@ -179,10 +195,11 @@ def test_presence_of_a_crashed_servers_client_expires_on_the_other_process(
     # live client; still far below y-protocols' 30 s.
     timeout = 2.5
     env = {"COLLAB_AWARENESS_TIMEOUT_SECONDS": str(timeout)}
+    ann_and_ben(document, alice, bob)
     server_a, server_b = start_server("a", env=env), start_server("b", env=env)
     on_a, on_b = node_clients("on-a"), node_clients("on-b")
     join(on_a, server_a, document, alice)
-    join(on_b, server_b, document, alice)
+    join(on_b, server_b, document, bob)
     on_a.set_presence("Ann", "#e11d48")
     on_a.renew_presence(every=0.25)
     on_b.wait_presence("Ann")
@@ -197,7 +214,7 @@ def test_presence_of_a_crashed_servers_client_expires_on_the_other_process(
     on_b.wait_presence("Ann", present=False, timeout=timeout + 5)
     # And B no longer hands the ghost to newcomers.
     late = node_clients("late")
-    join(late, server_b, document, alice)
+    join(late, server_b, document, bob)
     names = [(e["state"] or {}).get("user", {}).get("name") for e in late.presence()]
     assert "Ann" not in names, late.presence()
 
