@@ -1,8 +1,9 @@
 """CPU time of a comparison (`diff_blocks` + `diff_html`, what the compare page and every
 version compute) after an editor rewrites one paragraph of N KB (issue 12, item 4).
 
-Two rewrites per size: new words from the paragraph's own vocabulary (most words could
-match: the matcher's worst case) and from another one (few words in common). No
+Three rewrites per size: words drawn like prose (2,000 words, the most frequent ones far
+more often: Zipf's law), from a vocabulary of 100 (every word recurs every hundred: close
+to the matcher's worst case), and a text of 800 words rewritten with 800 others. No
 database needed:
 
     .venv/bin/python bench/compare_cost.py 12 16 32
@@ -24,16 +25,17 @@ from documents.rendering import Block  # noqa: E402
 def vocabulary(seed: int) -> list[str]:
     rng = random.Random(seed)
     letters = "abcdefghijklmnopqrstuvwxyz"
-    return ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(800)]
+    return ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(2000)]
 
 
-def paragraph(kilobytes: int, words: list[str], seed: int) -> str:
+def paragraph(kilobytes: int, words: list[str], seed: int, zipf: bool = False) -> str:
     rng = random.Random(seed)
+    weights = [1 / rank for rank in range(1, len(words) + 1)] if zipf else None
     out: list[str] = []
     size = 0
     while size < kilobytes * 1024:
-        out.append(rng.choice(words))
-        size += len(out[-1]) + 1
+        out.extend(rng.choices(words, weights, k=64))
+        size += sum(len(word) + 1 for word in out[-64:])
     return " ".join(out)[: kilobytes * 1024]
 
 
@@ -51,12 +53,17 @@ def compare_seconds(old: str, new: str) -> tuple[float, int, str]:
 
 
 def main(sizes: list[int]) -> None:
-    own, other = vocabulary(1), vocabulary(2)
+    prose = vocabulary(1)
+    small, own, other = prose[:100], prose[:800], vocabulary(2)[:800]
     for kilobytes in sizes:
-        old = paragraph(kilobytes, own, 10)
-        for label, new in (
-            ("same words", paragraph(kilobytes, own, 20)),
-            ("other words", paragraph(kilobytes, other, 20)),
+        for label, old, new in (
+            (
+                "prose-like words",
+                paragraph(kilobytes, prose, 10, zipf=True),
+                paragraph(kilobytes, prose, 20, zipf=True),
+            ),
+            ("100 words", paragraph(kilobytes, small, 10), paragraph(kilobytes, small, 20)),
+            ("other words", paragraph(kilobytes, own, 10), paragraph(kilobytes, other, 20)),
         ):
             seconds, size, shown = compare_seconds(old, new)
             print(

@@ -140,7 +140,9 @@ def document_rename(request: HtmxHttpRequest, pk: uuid.UUID) -> HttpResponse:
     place = "editor" if request.POST.get("place") == "editor" else "row"
     form = DocumentTitleForm(request.POST or None, instance=document)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        # Only the title: a full save would write back the log positions read at the
+        # start of this request over a concurrent append or compaction.
+        form.save(commit=False).save(update_fields=["title", "updated_at"])
         _notify_title(document)
         if not request.htmx:
             return redirect(document if place == "editor" else reverse("documents:list"))
