@@ -91,11 +91,11 @@ def log_format() -> str:
 
 class Supervisor(Multiprocess):
     """uvicorn's supervisor (signals, SIGHUP restarts, health pings) with another rule
-    for a worker that dies: it is replaced, whatever its exit status. Only before any
-    worker has finished its startup does a death stop the service instead (exit status
-    3): a configuration that cannot start fails every time. Later, a worker that fails to
-    start meets an outage of something it needs (Redis, say), and is retried with a
-    pause that grows while it keeps failing."""
+    for a worker that dies: it is replaced, whatever its exit status. Only a worker that
+    exits by itself before any worker has finished its startup stops the service instead
+    (exit status 3): a configuration that cannot start fails every time. Later, a worker
+    that fails to start meets an outage of something it needs (Redis, say), and is retried
+    with a pause that grows while it keeps failing."""
 
     def __init__(self, config: uvicorn.Config, sockets: list[Any]) -> None:
         super().__init__(config, sockets)
@@ -144,7 +144,7 @@ class Supervisor(Multiprocess):
         """Report a dead worker, take its live gauges out of /metrics, and schedule its
         replacement."""
         exitcode = process.exitcode
-        if not self.served:
+        if cannot_start(served=self.served, exitcode=exitcode, hung=hung):
             logger.error(
                 "Worker [%s] exited with status %s before any worker started; stopping",
                 process.pid,
@@ -180,6 +180,15 @@ class Supervisor(Multiprocess):
         )
         if process.pid is not None:
             forget_worker(process.pid)
+
+
+def cannot_start(*, served: bool, exitcode: int | None, hung: bool) -> bool:
+    """Whether a worker's death says the configuration cannot start: it exited by itself
+    before any worker was seen ready. A signal says nothing of the kind: a worker killed (a
+    segfault, the OOM killer, kill -9) in the half second between its startup and the
+    supervisor's next look is replaced like any other (CI saw exactly that)."""
+    killed = hung or (exitcode is not None and exitcode < 0)
+    return not served and not killed
 
 
 def forget_worker(pid: int) -> None:

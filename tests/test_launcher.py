@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from editor.serve import JSON_LOG_CONFIG, WS_PROTOCOL, parse, uvicorn_options
+from editor.serve import JSON_LOG_CONFIG, WS_PROTOCOL, cannot_start, parse, uvicorn_options
 from tests.e2e.servers import ROOT, free_port
 
 
@@ -69,3 +70,13 @@ def test_a_configuration_that_cannot_start_stops_the_supervisor() -> None:
     )
     assert finished.returncode == 3, finished.stderr.decode()[-2000:]
     assert b"before any worker started; stopping" in finished.stderr
+
+
+def test_only_a_worker_that_exits_by_itself_before_any_started_stops_the_service() -> None:
+    assert cannot_start(served=False, exitcode=1, hung=False)
+    assert cannot_start(served=False, exitcode=3, hung=False)
+    # Killed before the supervisor's next health check saw it ready: replaced.
+    assert not cannot_start(served=False, exitcode=-signal.SIGSEGV, hung=False)
+    assert not cannot_start(served=False, exitcode=-signal.SIGKILL, hung=False)
+    assert not cannot_start(served=False, exitcode=-signal.SIGKILL, hung=True)
+    assert not cannot_start(served=True, exitcode=1, hung=False)
