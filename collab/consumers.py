@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from collab import metrics
 from collab.conf import conf
 from collab.persistence import DocumentGone
-from collab.protocol import CloseCode, ProtocolError
+from collab.protocol import CloseCode, ProtocolError, close_code_for
 from collab.registry import registry
 from collab.rooms import Room
 from collab.socket_cap import Refused, Seat, socket_counts
@@ -263,7 +263,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             try:
                 await room.receive(connection, bytes_data)
             except ProtocolError as exc:
-                self._reject(exc.close_code, _reason(exc), str(exc))
+                self._reject(close_code_for(exc), _reason(exc), str(exc))
             except Exception:
                 logger.exception(
                     "Handling a frame for document %s failed",

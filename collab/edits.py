@@ -16,9 +16,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from collab.door import admit_update
 from collab.persistence import append_updates
 from collab.rooms import group_name
+from yjs.door import admit_update
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def store_server_update(
 ) -> int:
     """Append `update` to the document's log; return its sequence number. The update
     goes through the door like a client's (the log holds nothing else; see
-    collab/door.py): `InvalidUpdate` with nothing stored if it is refused. A change made
+    yjs/door.py): `InvalidUpdate` with nothing stored if it is refused. A change made
     of what a client sent (an import, an API write) passes the live limit,
     `conf.MAX_NESTING_DEPTH`, as `max_depth`."""
     checked = admit_update(update, max_depth=max_depth)

@@ -18,10 +18,10 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from collab.door import Admitted, TrustedUpdate, trusted_stored
-from collab.updates import InvalidUpdate
-from collab.ydocs import build_doc, is_covered
 from documents.models import Document, DocumentUpdate, DocumentVersion
+from yjs.docs import build_doc, is_covered
+from yjs.door import Admitted, TrustedUpdate, trusted_stored
+from yjs.updates import InvalidUpdate
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from pycrdt import write_var_uint
+from yjs.codec import ProtocolError, read_var_bytes, read_var_uint, write_var_uint
 
 
 class MessageType(IntEnum):
@@ -70,11 +70,10 @@ class CloseCode(IntEnum):
     SERVER_ERROR = 4500
 
 
-class ProtocolError(ValueError):
-    """A frame that is not a well-formed message of the protocol, or that the socket
-    may not send; its socket is closed with `close_code`."""
-
-    close_code = CloseCode.BAD_MESSAGE
+def close_code_for(error: ProtocolError) -> CloseCode:
+    """The code a socket is closed with for a frame that raised `error`: 4400 for
+    malformed bytes (yjs.codec.ProtocolError and its kin), or the subclass's own."""
+    return getattr(error, "close_code", CloseCode.BAD_MESSAGE)
 
 
 class RateLimited(ProtocolError):
@@ -95,41 +94,6 @@ class Message:
     def is_write(self) -> bool:
         """Whether applying the message would change the document."""
         return self.type is MessageType.SYNC and self.step is not SyncStep.STEP1
-
-
-def read_var_uint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Decode a lib0 varuint at `pos`; return it and the position after it."""
-    result = 0
-    shift = 0
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise ProtocolError("truncated varuint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift == 49:
-            # lib0 numbers are JavaScript-safe integers (2^53 - 1 at most): a client id
-            # above it cannot be held exactly by a JavaScript peer. Seven bytes carry 49
-            # bits, so the eighth is the last and carries at most 4 more. (Only reached
-            # by numbers of 2^49 and more: no cost on the common path.)
-            if pos >= end:
-                raise ProtocolError("truncated varuint")
-            byte = data[pos]
-            if byte > 0x0F:
-                raise ProtocolError("varuint above 2^53 - 1")
-            return result | (byte << 49), pos + 1
-
-
-def read_var_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = read_var_uint(data, pos)
-    end = pos + length
-    if end > len(data):
-        raise ProtocolError("truncated payload")
-    return data[pos:end], end
 
 
 def parse_message(frame: bytes) -> Message:

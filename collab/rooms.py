@@ -26,17 +26,7 @@ from channels.layers import BaseChannelLayer
 from pycrdt import Doc
 
 from collab import metrics, protocol
-from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries, with_user
 from collab.conf import conf
-from collab.door import (
-    Admitted,
-    TrustedUpdate,
-    aadmit_update,
-    admit_awareness,
-    admit_state_vector,
-    server_made,
-    trusted_peer,
-)
 from collab.fanout import GroupLink
 from collab.journal import Journal, PendingWrite
 from collab.limits import TokenBucket
@@ -51,8 +41,18 @@ from collab.persistence import (
 from collab.protocol import CloseCode, MessageType, RateLimited, SyncStep, TooLarge
 from collab.sequences import RemoteUpdate, SequenceTracker
 from collab.sessions import standing_now
-from collab.updates import InvalidUpdate
-from collab.ydocs import ApplyFailed, apply, build_doc, is_covered, merge, update_since
+from yjs.awareness import AwarenessTable, Entry, decode_entries, encode_entries, with_user
+from yjs.docs import ApplyFailed, apply, build_doc, is_covered, merge, update_since
+from yjs.door import (
+    Admitted,
+    TrustedUpdate,
+    aadmit_update,
+    admit_awareness,
+    admit_state_vector,
+    server_made,
+    trusted_peer,
+)
+from yjs.updates import InvalidUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Room:
         self.origin = uuid.uuid4().hex
         self.doc = Doc()
         self.pending: list[bytes] = []
-        """Updates the doc holds but has not integrated yet (see ydocs.py)."""
+        """Updates the doc holds but has not integrated yet (see yjs/docs.py)."""
         self.awareness = AwarenessTable()
         self.owners = ClientOwners()
         self.members: dict[Connection, Member] = {}

@@ -38,11 +38,17 @@ from django.db import transaction
 from django.db.models import F, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from pycrdt import Doc, XmlElement, XmlFragment, XmlText, write_var_uint
+from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from documents.diffs import count_changes, diff_blocks
 from documents.models import Document, DocumentUpdate, DocumentVersion
 from documents.rendering import Block, collector_paused, events_blocks, events_html, walk
+from yjs.codec import (
+    decode_delete_set,
+    decode_state_vector,
+    encode_delete_set,
+    subtract_ranges,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +105,7 @@ def describe(doc: Doc, seq: int) -> Content:
 def load_current_doc(document_id: uuid.UUID) -> tuple[Doc, int]:
     """A pycrdt Doc of the document as stored (state and log) and the log position it covers."""
     from collab.persistence import load_document
-    from collab.ydocs import build_doc
+    from yjs.docs import build_doc
 
     stored = load_document(document_id)
     # build_doc skips (and logs) undecodable rows, and integrates what pycrdt would
@@ -116,100 +122,18 @@ def current_content(document_id: uuid.UUID) -> Content:
 # Storage: keyframes and deltas ---------------------------------------------------------
 
 
-def _read_uint(data: bytes, pos: int) -> tuple[int, int]:
-    """A lib0 variable-length unsigned integer at `pos`, and the position after it."""
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-Ranges = list[tuple[int, int]]
-"""Sorted, disjoint, non-adjacent `[start, end)` clock ranges of one client."""
-
-
-def _merged(ranges: Ranges) -> Ranges:
-    out: Ranges = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        elif end > start:
-            out.append((start, end))
-    return out
-
-
-def _decode_delete_set(data: bytes, pos: int = 0) -> dict[int, Ranges]:
-    """A Yjs v1 delete set (`client, count, (clock, length)*` per client)."""
-    clients, pos = _read_uint(data, pos)
-    result: dict[int, Ranges] = {}
-    for _ in range(clients):
-        client, pos = _read_uint(data, pos)
-        count, pos = _read_uint(data, pos)
-        ranges = result.setdefault(client, [])
-        for _ in range(count):
-            clock, pos = _read_uint(data, pos)
-            length, pos = _read_uint(data, pos)
-            ranges.append((clock, clock + length))
-    return {client: _merged(ranges) for client, ranges in result.items() if ranges}
-
-
-def _encode_delete_set(delete_set: dict[int, Ranges]) -> bytes:
-    out = bytearray()
-    clients = [(client, ranges) for client, ranges in delete_set.items() if ranges]
-    out += write_var_uint(len(clients))
-    for client, ranges in clients:
-        out += write_var_uint(client)
-        out += write_var_uint(len(ranges))
-        for start, end in ranges:
-            out += write_var_uint(start)
-            out += write_var_uint(end - start)
-    return bytes(out)
-
-
-def _subtract(ranges: Ranges, taken: Ranges) -> Ranges:
-    """The parts of `ranges` outside `taken` (both sorted and merged)."""
-    out: Ranges = []
-    index = 0
-    for start, end in ranges:
-        while index < len(taken) and taken[index][1] <= start:
-            index += 1
-        cursor, probe = start, index
-        while probe < len(taken) and taken[probe][0] < end:
-            if taken[probe][0] > cursor:
-                out.append((cursor, taken[probe][0]))
-            cursor = max(cursor, taken[probe][1])
-            probe += 1
-        if cursor < end:
-            out.append((cursor, end))
-    return out
-
-
 def _delete_set_bytes(doc: Doc) -> bytes:
     # An update against the document's own state vector has no structs (its first byte is
     # the zero struct-client count), only the whole delete set.
     return doc.get_update(doc.get_state())[1:]
 
 
-def _state_vector(doc: Doc) -> dict[int, int]:
-    data = doc.get_state()
-    clients, pos = _read_uint(data, 0)
-    result = {}
-    for _ in range(clients):
-        client, pos = _read_uint(data, pos)
-        result[client], pos = _read_uint(data, pos)
-    return result
-
-
 def _same_crdt_state(a: Doc, b: Doc) -> bool:
     """Both documents hold the same structs and the same deletions (compared decoded:
     yrs encodes clients in hash-map order)."""
-    return _state_vector(a) == _state_vector(b) and _decode_delete_set(
-        _delete_set_bytes(a)
-    ) == _decode_delete_set(_delete_set_bytes(b))
+    return decode_state_vector(a.get_state()) == decode_state_vector(
+        b.get_state()
+    ) and decode_delete_set(_delete_set_bytes(a)) == decode_delete_set(_delete_set_bytes(b))
 
 
 def delta_update(base: Doc, doc: Doc) -> bytes | None:
@@ -225,10 +149,12 @@ def delta_update(base: Doc, doc: Doc) -> bytes | None:
     if not update.endswith(deletions):
         return None
     structs = update[: len(update) - len(deletions)]
-    current = _decode_delete_set(deletions)
-    known = _decode_delete_set(_delete_set_bytes(base))
-    new = {client: _subtract(ranges, known.get(client, [])) for client, ranges in current.items()}
-    return structs + _encode_delete_set(new)
+    current = decode_delete_set(deletions)
+    known = decode_delete_set(_delete_set_bytes(base))
+    new = {
+        client: subtract_ranges(ranges, known.get(client, [])) for client, ranges in current.items()
+    }
+    return structs + encode_delete_set(new)
 
 
 def _pack(data: bytes) -> tuple[bytes, bool]:
@@ -589,7 +515,7 @@ def restore_version(version: DocumentVersion, *, user: AbstractBaseUser) -> Docu
     Raises RestoreError, with nothing changed, when the update checks refuse the copy
     (a version nested deeper than live edits may be)."""
     from collab.edits import store_server_update
-    from collab.updates import InvalidUpdate
+    from yjs.updates import InvalidUpdate
 
     document_id = version.document_id
     with transaction.atomic():

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pycrdt import Doc, Text
 
 from collab import protocol
-from collab.awareness import decode_entries
 from collab.protocol import MessageType, SyncStep
+from yjs.awareness import decode_entries
 
 
 class FakeConnection:

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from collab.awareness import AwarenessTable, Entry, decode_entries, encode_entries
 from collab.protocol import ProtocolError
+from yjs.awareness import AwarenessTable, Entry, decode_entries, encode_entries
 
 
 def test_entries_round_trip() -> None:

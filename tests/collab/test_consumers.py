@@ -11,7 +11,6 @@ from django.contrib.auth.models import AbstractUser
 from pycrdt import Doc, Text
 
 from collab import protocol
-from collab.awareness import Entry, encode_entries
 from collab.consumers import _unwrapped
 from collab.persistence import aload_document
 from collab.protocol import CloseCode
@@ -19,6 +18,7 @@ from collab.registry import registry
 from documents.models import Document
 from editor.asgi import application
 from tests.collab.conftest import Connect, session_cookie
+from yjs.awareness import Entry, encode_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

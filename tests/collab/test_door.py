@@ -1,5 +1,5 @@
 """
-The one validating door (collab/door.py): client bytes reach pycrdt only through it.
+The one validating door (yjs/door.py): client bytes reach pycrdt only through it.
 
 - Statically: only listed modules import pycrdt, and the pycrdt calls that decode bytes
   sit only in listed functions, each with the reason its bytes are safe.
@@ -31,10 +31,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from pycrdt import Doc, Text, write_var_uint
 
-from collab import awareness as awareness_module
 from collab import protocol
-from collab.awareness import Entry, encode_entries
-from collab.door import (
+from collab.protocol import CloseCode, ProtocolError
+from documents.models import Document, Membership, Role
+from documents.sharing import create_link, join_via_link
+from tests.collab.conftest import Connect
+from tests.collab.yclient import YClient
+from yjs import awareness as awareness_module
+from yjs.awareness import Entry, encode_entries
+from yjs.docs import apply_once, build_doc, is_covered, merge, update_since
+from yjs.door import (
     CheckedStateVector,
     CheckedUpdate,
     TrustedUpdate,
@@ -42,16 +48,10 @@ from collab.door import (
     admit_state_vector,
     admit_update,
 )
-from collab.protocol import CloseCode, ProtocolError
-from collab.updates import InvalidUpdate
-from collab.ydocs import apply_once, build_doc, is_covered, merge, update_since
-from documents.models import Document, Membership, Role
-from documents.sharing import create_link, join_via_link
-from tests.collab.conftest import Connect
-from tests.collab.yclient import YClient
+from yjs.updates import InvalidUpdate
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_PACKAGES = ("collab", "documents", "editor")
+APP_PACKAGES = ("yjs", "collab", "documents", "editor")
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
@@ -179,7 +179,7 @@ import django
 django.setup()
 from collab import protocol
 from collab.rooms import Room
-from collab.updates import InvalidUpdate
+from yjs.updates import InvalidUpdate
 from tests.collab.fakes import FakeConnection
 from tests.collab.test_door import KILLER
 
@@ -198,7 +198,7 @@ async def main():
                 results[f"{role} {step}"] = "InvalidUpdate"
     # The same bytes handed past the door straight to the functions that call pycrdt.
     from pycrdt import Doc
-    from collab.ydocs import apply_once, is_covered, merge
+    from yjs.docs import apply_once, is_covered, merge
     for name, call in (
         ("is_covered", lambda: is_covered(KILLER, Doc().get_state())),
         ("apply_once", lambda: apply_once(Doc(), KILLER)),
@@ -246,15 +246,13 @@ def test_the_update_that_killed_the_worker_is_refused_in_a_child_process() -> No
 
 PYCRDT_IMPORTS: dict[str, set[str]] = {
     # The pycrdt side of the door: its functions take only door types (runtime guard).
-    "collab.ydocs": {"Doc", "get_update", "merge_updates"},
+    "yjs.docs": {"Doc", "get_update", "merge_updates"},
     # The awareness table applies entries the door decoded, encoded again by the server.
-    "collab.awareness": {"Awareness", "Doc", "write_var_uint"},
-    # A room holds its Doc; bytes reach it only through collab.ydocs.
+    "yjs.awareness": {"Awareness", "Doc"},
+    # A room holds its Doc; bytes reach it only through yjs.docs.
     "collab.rooms": {"Doc"},
-    # Encoding only.
-    "collab.protocol": {"write_var_uint"},
     # Versions and rendering read stored states and what the server's pycrdt made.
-    "documents.history": {"Doc", "XmlElement", "XmlFragment", "XmlText", "write_var_uint"},
+    "documents.history": {"Doc", "XmlElement", "XmlFragment", "XmlText"},
     "documents.rendering": {"Doc", "XmlElement", "XmlFragment", "XmlText"},
     # An operator's tool that is a client of a live server, not part of the server.
     "collab.management.commands.collab_check": {"Doc", "Text", "TransactionEvent"},
@@ -272,11 +270,11 @@ DECODING_FUNCTIONS = {
 }
 
 DECODING_CALLERS: dict[tuple[str, str], str] = {
-    ("collab.ydocs", "apply_once"): "door types only (guarded)",
-    ("collab.ydocs", "is_covered"): "door types only (guarded); the room's own state vector",
-    ("collab.ydocs", "update_since"): "a CheckedStateVector only (guarded)",
-    ("collab.ydocs", "merge"): "door types only (guarded)",
-    ("collab.awareness", "AwarenessTable.apply"): "entries the door decoded, re-encoded",
+    ("yjs.docs", "apply_once"): "door types only (guarded)",
+    ("yjs.docs", "is_covered"): "door types only (guarded); the room's own state vector",
+    ("yjs.docs", "update_since"): "a CheckedStateVector only (guarded)",
+    ("yjs.docs", "merge"): "door types only (guarded)",
+    ("yjs.awareness", "AwarenessTable.apply"): "entries the door decoded, re-encoded",
     ("collab.rooms", "Room.heal"): "the room's own state vector (doc.get_state())",
     ("documents.history", "_delete_set_bytes"): "the doc's own state vector",
     ("documents.history", "delta_update"): "a version doc's own state vector",
@@ -357,8 +355,8 @@ def test_only_listed_modules_import_pycrdt() -> None:
         if names - PYCRDT_IMPORTS.get(module, set())
     }
     assert not unexpected, (
-        "pycrdt imported outside the list; hand client bytes to collab.ydocs (after "
-        f"collab.door) instead, or list the module with its reason: {unexpected}"
+        "pycrdt imported outside the list; hand client bytes to yjs.docs (after "
+        f"yjs.door) instead, or list the module with its reason: {unexpected}"
     )
 
 
@@ -371,7 +369,7 @@ def test_pycrdt_decodes_bytes_only_in_listed_functions() -> None:
     unlisted = [call for call in calls if (call[0], call[1]) not in DECODING_CALLERS]
     assert not unlisted, (
         "bytes decoded by pycrdt outside the listed functions (client bytes must pass "
-        f"collab.door first): {unlisted}"
+        f"yjs.door first): {unlisted}"
     )
     # The list holds nothing stale either.
     assert {(module, scope) for module, scope, _, _ in calls} == set(DECODING_CALLERS)

@@ -11,7 +11,6 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.sessions.models import Session
 
 from collab import protocol
-from collab.awareness import Entry, encode_entries
 from collab.limits import TokenBucket
 from collab.protocol import CloseCode
 from collab.registry import registry
@@ -26,6 +25,7 @@ from documents.sharing import (
 from tests.collab.conftest import Connect
 from tests.collab.fakes import typed
 from tests.collab.test_consumers import stored_text
+from yjs.awareness import Entry, encode_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

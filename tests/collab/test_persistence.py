@@ -12,8 +12,8 @@ from collab.persistence import (
     load_document,
     store_state,
 )
-from collab.ydocs import build_doc
 from documents.models import Document, DocumentUpdate
+from yjs.docs import build_doc
 
 
 def text_of(updates: list[bytes]) -> str:

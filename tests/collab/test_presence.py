@@ -12,7 +12,6 @@ from channels.layers import InMemoryChannelLayer
 from django.contrib.auth.models import AbstractUser
 
 from collab import fanout, protocol
-from collab.awareness import Entry, decode_entries, encode_entries
 from collab.owners import ClientOwners
 from collab.rooms import Room
 from documents.models import Document, Role
@@ -21,6 +20,7 @@ from documents.sharing import share_with
 from tests.collab.conftest import Connect
 from tests.collab.fakes import FakeConnection
 from tests.collab.yclient import YClient
+from yjs.awareness import Entry, decode_entries, encode_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

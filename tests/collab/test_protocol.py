@@ -61,7 +61,7 @@ def test_server_messages_have_the_documented_layout() -> None:
 def test_protocol_imports_without_django() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     code = (
-        "import sys, collab.protocol, collab.updates, collab.awareness, collab.sequences; "
+        "import sys, collab.protocol, yjs.updates, yjs.awareness, collab.sequences; "
         "assert 'django' not in sys.modules, sorted(m for m in sys.modules if 'django' in m)"
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

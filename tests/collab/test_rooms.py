@@ -15,14 +15,14 @@ from collab import fanout, memory, persistence, protocol
 from collab import journal as journal_module
 from collab import registry as registry_module
 from collab import rooms as rooms_module
-from collab.awareness import Entry, encode_entries, with_user
 from collab.persistence import append_updates, load_document
 from collab.protocol import CloseCode
 from collab.registry import registry
 from collab.rooms import Room
-from collab.updates import InvalidUpdate
 from documents.models import Document, DocumentUpdate
 from tests.collab.fakes import FakeConnection, typed
+from yjs.awareness import Entry, encode_entries, with_user
+from yjs.updates import InvalidUpdate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

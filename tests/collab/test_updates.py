@@ -6,9 +6,9 @@ import random
 import pytest
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText, merge_updates
 
-from collab.door import Admitted, CheckedUpdate, admit_update
-from collab.updates import InvalidUpdate, check_update, decode_state_vector
-from collab.ydocs import apply, is_covered
+from yjs.docs import apply, is_covered
+from yjs.door import Admitted, CheckedUpdate, admit_update
+from yjs.updates import InvalidUpdate, check_update, decode_state_vector
 
 
 def admitted(update: bytes) -> CheckedUpdate:
@@ -201,7 +201,7 @@ def test_the_shape_check_update_returns_agrees_with_is_covered() -> None:
     verdicts = [(shapes[u].covered_by(final), is_covered(u, final)) for u in candidates]
     assert all(shape == covered for shape, covered in verdicts)
     assert 0 < sum(covered for _, covered in verdicts) < len(verdicts)  # both kinds seen
-    # Once everything is integrated (collab.ydocs retries what pycrdt left pending),
+    # Once everything is integrated (yjs.docs retries what pycrdt left pending),
     # every update is covered.
     pending: list[Admitted] = []
     integrated = Doc()

@@ -10,8 +10,8 @@ from channels.testing import WebsocketCommunicator
 from pycrdt import Doc, Text
 
 from collab import protocol
-from collab.awareness import Entry, decode_entries, encode_entries
 from collab.protocol import MessageType, SyncStep, parse_message
+from yjs.awareness import Entry, decode_entries, encode_entries
 
 
 class YClient:

@@ -18,10 +18,10 @@ from django.test import Client
 from pycrdt import Doc
 
 from collab.persistence import load_document
-from collab.ydocs import build_doc
 from tests.convergence.peers import ClientLoop, NodePeer, Peer, PyPeer, decode_state_vector
 from tests.convergence.workload import Ledger, canonical, missing_or_duplicated
 from tests.e2e.servers import ARTIFACTS, ServerProcess, free_port
+from yjs.docs import build_doc
 
 
 def session_cookie(user: AbstractUser) -> str:

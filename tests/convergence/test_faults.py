@@ -86,7 +86,7 @@ def test_kill_9_of_one_server_loses_nothing(
     print(f"\nkill -9: {len(everyone)} clients reconverged {took:.2f}s after the kill")
     # Every byte reaches the log (B adopts what A published but never committed); read
     # back in order, some of it stays pending in pycrdt unless retried (see
-    # test_pending_structs.py and collab/ydocs.py).
+    # test_pending_structs.py and yjs/docs.py).
     wait_converged(everyone, document.pk, timeout=10)
     assert_identical(everyone, document.pk, ledger)
 

@@ -3,7 +3,7 @@ server process died and its clients' edits were adopted and resent through the o
 
 Every edit is in the log (Yjs applies the rows once, in order, and gets them all; so does
 pycrdt when it applies them twice), but pycrdt 0.14.13 applying them once in order
-leaves structs pending: the loaded document lacks edits the log holds. `collab.ydocs`
+leaves structs pending: the loaded document lacks edits the log holds. `yjs.docs`
 retries such updates; these tests hold it to that.
 """
 
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc
 
-from collab.door import trusted_stored
-from collab.ydocs import apply, build_doc
 from tests.convergence.peers import decode_state_vector
+from yjs.docs import apply, build_doc
+from yjs.door import trusted_stored
 
 pytestmark = pytest.mark.convergence
 
 ROWS = [
-    # Rows of a real update log (collab.door: what the log holds is trusted).
+    # Rows of a real update log (yjs.door: what the log holds is trusted).
     trusted_stored(base64.b64decode(row))
     for row in json.loads((Path(__file__).with_name("data") / "kill9_log_rows.json").read_text())[
         "rows"

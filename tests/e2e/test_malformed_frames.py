@@ -46,7 +46,6 @@ from django.test import Client
 from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText, write_var_uint
 
 from collab.persistence import load_document
-from collab.updates import InvalidUpdate, check_update
 from documents.models import Document, DocumentUpdate, Membership, Role
 from tests.e2e.pyclient import (
     AWARENESS,
@@ -67,6 +66,7 @@ from tests.e2e.pyclient import (
     sync_update,
 )
 from tests.e2e.servers import ARTIFACTS, ServerProcess
+from yjs.updates import InvalidUpdate, check_update
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -199,7 +199,7 @@ def nesting_updates(depth: int) -> dict[str, bytes]:
 
 
 def json_content_smuggling(min_depth: int) -> bytes:
-    """An update that collab.updates and Yrs read differently, hiding content nested at
+    """An update that yjs.updates and Yrs read differently, hiding content nested at
     least `min_depth` deep from the validator.
 
     Yjs writes legacy JSON content (kind 2) as a count then that many strings; Yrs
@@ -865,7 +865,7 @@ def test_malformed_frames_leave_server_and_document_intact(start_server) -> None
 
 def test_json_content_cannot_smuggle_nesting_past_the_validator(start_server) -> None:  # type: ignore[no-untyped-def]
     """Reproduction of a crash the malformed-input run found: a ~200 KB update whose
-    legacy JSON content makes collab.updates and Yrs disagree on where items start
+    legacy JSON content makes yjs.updates and Yrs disagree on where items start
     passed validation, and the 100,000-level `Any` content it hid from the validator
     killed the server process (SIGSEGV in pycrdt's decoder) for every user."""
     update = json_content_smuggling(100_000)

@@ -9,7 +9,7 @@ applied again whenever a later update moves the doc's state vector.
 
 This module and `AwarenessTable` are where the service hands bytes to pycrdt (documents/
 history.py and rendering.py read stored versions only). Every function here takes only
-bytes that came through the door (collab/door.py) or never came from a client, and
+bytes that came through the door (yjs/door.py) or never came from a client, and
 refuses anything else with `TypeError`: a new path that forgets the door fails loudly
 instead of reaching pycrdt's decoder (tests/collab/test_door.py).
 """
@@ -22,8 +22,8 @@ import uuid
 
 from pycrdt import Doc, get_update, merge_updates
 
-from collab.door import Admitted, CheckedStateVector, CheckedUpdate, TrustedUpdate
-from collab.updates import InvalidUpdate, diff_covered
+from yjs.door import Admitted, CheckedStateVector, CheckedUpdate, TrustedUpdate
+from yjs.updates import InvalidUpdate, diff_covered
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _admitted(update: Admitted) -> None:
     # type() rather than isinstance(): one check per apply on the hot path.
     if type(update) is not CheckedUpdate and type(update) is not TrustedUpdate:
         raise TypeError(
-            f"{type(update).__name__} handed to pycrdt without passing the door (collab/door.py)"
+            f"{type(update).__name__} handed to pycrdt without passing the door (yjs/door.py)"
         )
 
 

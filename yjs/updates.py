@@ -8,10 +8,10 @@ state vector from a client is walked here first, in Python, with every count che
 against the bytes that remain and every nesting bounded. See ../shared/notes/
 pycrdt-facts.md section 3.
 
-Nothing here calls pycrdt: collab/door.py turns what passes these checks into the only
-bytes collab/ydocs.py hands to it.
+Nothing here calls pycrdt: yjs/door.py turns what passes these checks into the only
+bytes yjs/docs.py hands to it.
 
-`collab.ydocs.is_covered` tells compaction whether an update's structs are all integrated
+`yjs.docs.is_covered` tells compaction whether an update's structs are all integrated
 in a state, because pycrdt's `Doc.get_update()` silently omits pending (not yet
 integrable) structs; `diff_covered` reads pycrdt's diff for it. `check_update` answers
 the same for the update it walked (`UpdateShape.covered_by`) without pycrdt decoding the
@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collab.protocol import ProtocolError, read_var_uint
-
-MAX_SAFE_INTEGER = 2**53 - 1
+from yjs import codec
+from yjs.codec import MAX_SAFE_INTEGER, ProtocolError, read_var_uint
 
 # Content kinds of an Item (info & 0x1f); 0 is GC and 10 is Skip.
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
@@ -210,7 +209,7 @@ class UpdateShape:
     delete_ends: dict[int, int]
 
     def covered_by(self, state_vector: bytes) -> bool:
-        """`collab.ydocs.is_covered(update, state_vector)` for the update this shape was
+        """`yjs.docs.is_covered(update, state_vector)` for the update this shape was
         taken from."""
         clocks = decode_state_vector(state_vector)
         return all(clocks.get(c, 0) >= end for c, end in self.struct_ends.items()) and all(
@@ -260,20 +259,16 @@ def check_update(update: bytes, *, max_depth: int) -> UpdateShape:
 
 def decode_state_vector(state_vector: bytes) -> dict[int, int]:
     """Decode a state vector, refusing declared sizes its bytes cannot hold."""
-    reader = _Reader(state_vector)
-    clocks = {}
-    for _ in range(reader.count(2)):
-        client = reader.uint()
-        clocks[client] = reader.uint()
-    if reader.pos != reader.end:
-        raise InvalidUpdate("trailing bytes after state vector")
-    return clocks
+    try:
+        return codec.decode_state_vector(state_vector)
+    except ProtocolError as exc:
+        raise InvalidUpdate(str(exc)) from None
 
 
 def diff_covered(diff: bytes, state_vector: bytes) -> bool:
     """Given `diff`, pycrdt's `get_update(update, state_vector)` of some update, whether
     everything that update holds (structs and deletions) is integrated in a document
-    with `state_vector` (see `collab.ydocs.is_covered`)."""
+    with `state_vector` (see `yjs.docs.is_covered`)."""
     reader = _Reader(diff)
     if reader.uint() != 0:
         # Structs beyond the state vector: the update holds pending content.

@@ -6,12 +6,12 @@ megabytes, and nested content overflows its decoder's stack and kills the proces
 updates.py). So bytes from a client become something pycrdt may see only here:
 
 - `admit_update` (sync step 2 and update frames, server-side writes such as restores
-  and imports): a `CheckedUpdate`, walked by `collab.updates.check_update`;
+  and imports): a `CheckedUpdate`, walked by `yjs.updates.check_update`;
 - `admit_state_vector` (sync step 1): a `CheckedStateVector`;
 - `admit_awareness` (presence): the decoded entries; pycrdt only ever sees them as the
   server encodes them again.
 
-The functions that hand bytes to pycrdt (collab/ydocs.py) refuse anything but these
+The functions that hand bytes to pycrdt (yjs/docs.py) refuse anything but these
 types and `TrustedUpdate`, the bytes that never came from a client directly: rows of the
 update log, updates other rooms of the service published, and what this server's own
 pycrdt made. Each has a named way in below that says why it is trusted.
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 
-from collab.awareness import Entry, decode_entries
-from collab.updates import UpdateShape, check_update, decode_state_vector
+from yjs.awareness import Entry, decode_entries
+from yjs.updates import UpdateShape, check_update, decode_state_vector
 
 LARGE_UPDATE_BYTES = 64 * 1024
 """Updates above this size are walked in a worker thread: pure Python yields the GIL
@@ -53,7 +53,7 @@ class TrustedUpdate(bytes):
 
 
 Admitted = CheckedUpdate | TrustedUpdate
-"""What collab/ydocs.py applies to a document."""
+"""What yjs/docs.py applies to a document."""
 
 
 def admit_update(data: bytes, *, max_depth: int) -> CheckedUpdate:

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Awareness, Doc, write_var_uint
+from pycrdt import Awareness, Doc
 
-from collab.protocol import ProtocolError, read_var_uint
+from yjs.codec import ProtocolError, read_var_uint, write_var_uint
 
 
 @dataclass(frozen=True, slots=True)
